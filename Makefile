@@ -1,0 +1,45 @@
+# Everything a fresh machine needs is installed by these targets: a venv in .venv, pip packages,
+# Azurite from npm (pinned in package.json / package-lock.json), and checkov in .venv-iac.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+IAC_VENV := .venv-iac
+PORT ?= 7071
+
+.PHONY: setup run test lint bench iac-check clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(IAC_VENV)/.installed: requirements-iac.txt
+	$(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(IAC_VENV)/bin/python -m pip install --quiet -r requirements-iac.txt
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed $(IAC_VENV)/.installed
+
+run: $(VENV)/.installed node_modules/.installed
+	PORT=$(PORT) $(PY) -m localdev.run
+
+test: setup
+	CHECKOV=$(abspath $(IAC_VENV))/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+
+bench: $(VENV)/.installed node_modules/.installed
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) $(IAC_VENV) node_modules .localdev .mypy_cache .ruff_cache .pytest_cache

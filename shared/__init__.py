@@ -1,0 +1,1 @@
+"""The connector's core. Nothing under shared/ imports azure.functions."""

@@ -1,0 +1,154 @@
+"""One exception tree for the whole app, and the one table that maps it to HTTP.
+
+    AppError                          500 internal_error
+    ├── BadRequest                    400 validation_error   (fields: what failed)
+    │   └── PayloadTooLarge           413 payload_too_large
+    ├── Unauthenticated               401 unauthenticated
+    ├── Forbidden                     403 forbidden
+    ├── NotFound                      404 not_found
+    ├── MethodNotAllowed              405 method_not_allowed
+    ├── Conflict                      409 conflict
+    │   ├── ConnectionNotReady        409 connection_not_ready
+    │   └── ReauthorizationRequired   409 reauthorization_required
+    ├── IdempotencyKeyReused          422 idempotency_key_reused
+    └── UpstreamError                 502 upstream_error      (a dependency answered, but wrongly)
+        ├── UpstreamRejected          502 upstream_rejected   (ServiceNow refused the record)
+        ├── UpstreamUnavailable       503 upstream_unavailable (down, timing out or rate limited;
+        │                                                       carries retry_after seconds)
+        └── GrantRevoked              409 reauthorization_required (the OAuth grant is dead)
+
+Adapters convert SDK and HTTP failures into these at their boundary (`raise ... from exc`), and
+messages are written for a person: they never carry secret values or raw upstream bodies that
+might.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    """Base of every error the app raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    default_message: ClassVar[str] = "Something went wrong on our side. Try again later."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class BadRequest(AppError):
+    code = "validation_error"
+    default_message = "The request is not valid."
+
+    def __init__(self, message: str | None = None, *, fields: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or []
+
+
+class PayloadTooLarge(BadRequest):
+    code = "payload_too_large"
+    default_message = "The request body is too large."
+
+
+class Unauthenticated(AppError):
+    code = "unauthenticated"
+    default_message = "Sign in first: the request carries no authenticated principal."
+
+
+class Forbidden(AppError):
+    code = "forbidden"
+    default_message = "You do not have the role this operation needs."
+
+
+class NotFound(AppError):
+    code = "not_found"
+    default_message = "Not found."
+
+
+class MethodNotAllowed(AppError):
+    code = "method_not_allowed"
+    default_message = "This method is not allowed on this resource."
+
+
+class Conflict(AppError):
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class ConnectionNotReady(Conflict):
+    code = "connection_not_ready"
+    default_message = "ServiceNow is not connected for this tenant yet. An admin must connect it first."
+
+
+class ReauthorizationRequired(Conflict):
+    code = "reauthorization_required"
+    default_message = "The ServiceNow authorization has expired or was revoked. An admin must re-authorize."
+
+
+class IdempotencyKeyReused(AppError):
+    code = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was already used with a different request body."
+
+
+class UpstreamError(AppError):
+    code = "upstream_error"
+    default_message = "A service we depend on answered unexpectedly."
+
+
+class UpstreamRejected(UpstreamError):
+    code = "upstream_rejected"
+    default_message = "ServiceNow rejected the request."
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+    default_message = "A service we depend on is unavailable or rate limiting us. Try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
+class GrantRevoked(UpstreamError):
+    code = "reauthorization_required"
+    default_message = "The ServiceNow authorization has expired or was revoked. An admin must re-authorize."
+
+
+HTTP_STATUS: dict[type[AppError], int] = {
+    AppError: 500,
+    BadRequest: 400,
+    PayloadTooLarge: 413,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    MethodNotAllowed: 405,
+    Conflict: 409,
+    IdempotencyKeyReused: 422,
+    UpstreamError: 502,
+    UpstreamUnavailable: 503,
+    GrantRevoked: 409,
+}
+
+
+def status_for(error: AppError) -> int:
+    """The HTTP status of an error: its own entry, else its nearest ancestor's."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
+def error_body(error: AppError) -> dict[str, Any]:
+    """The `{"error": {"code", "message"}}` body of DESIGN.md section 4."""
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if isinstance(error, BadRequest) and error.fields:
+        body["fields"] = error.fields
+    return {"error": body}
+
+
+def error_headers(error: AppError) -> dict[str, str]:
+    if isinstance(error, UpstreamUnavailable):
+        return {"Retry-After": str(error.retry_after)}
+    return {}
