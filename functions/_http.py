@@ -61,9 +61,10 @@ def validate(model: type[ModelT], data: Any) -> ModelT:
             {"field": ".".join(str(part) for part in err["loc"]) or "(body)", "message": err["msg"]}
             for err in exc.errors(include_input=False, include_url=False)
         ]
-        raise BadRequest("The request is not valid: " + "; ".join(
-            f"{f['field']}: {f['message']}" for f in fields
-        ), fields=fields) from None
+        raise BadRequest(
+            "The request is not valid: " + "; ".join(f"{f['field']}: {f['message']}" for f in fields),
+            fields=fields,
+        ) from None
 
 
 def endpoint(role: Role) -> Callable[[Handler], Callable[[func.HttpRequest, func.Context], Any]]:
@@ -93,7 +94,9 @@ def anonymous(handler: AnonymousHandler) -> Callable[[func.HttpRequest, func.Con
     return _as_trigger(run, handler)
 
 
-async def _guarded(call: Callable[[], Awaitable[func.HttpResponse]], context: func.Context) -> func.HttpResponse:
+async def _guarded(
+    call: Callable[[], Awaitable[func.HttpResponse]], context: func.Context
+) -> func.HttpResponse:
     with log_context(invocation_id=context.invocation_id):
         try:
             return await call()

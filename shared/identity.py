@@ -120,9 +120,7 @@ def _claims(principal: Mapping[str, Any]) -> list[tuple[str, str]]:
     if not isinstance(claims, list):
         raise Unauthenticated("The principal header carries no claims.")
     return [
-        (str(c["typ"]), str(c["val"]))
-        for c in claims
-        if isinstance(c, dict) and "typ" in c and "val" in c
+        (str(c["typ"]), str(c["val"])) for c in claims if isinstance(c, dict) and "typ" in c and "val" in c
     ]
 
 

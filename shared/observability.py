@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [invocation=%(invocation_id)s tenant=%(tenant_id)s] %(message)s"
+LOG_FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s [invocation=%(invocation_id)s tenant=%(tenant_id)s] %(message)s"
+)
 REDACTED = "***"
 
 _context: ContextVar[dict[str, str]] = ContextVar("log_context", default={})  # noqa: B039 (never mutated)

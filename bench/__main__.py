@@ -1,0 +1,24 @@
+"""`make bench`: run every benchmark; fail if any of them fails its bound."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ["bench.import_cost"]
+
+
+def main() -> int:
+    failed = []
+    for name in BENCHMARKS:
+        print(f"== {name}", flush=True)
+        if importlib.import_module(name).main([]) != 0:
+            failed.append(name)
+    if failed:
+        print(f"benchmarks over their bounds: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

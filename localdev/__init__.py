@@ -1,0 +1,1 @@
+"""Local stand-ins so the app runs and is tested with no cloud account (DESIGN.md section 6)."""

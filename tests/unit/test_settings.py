@@ -1,0 +1,52 @@
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import Settings, get_settings
+
+
+def test_settings_are_read_from_the_environment_once(app_env: pytest.MonkeyPatch) -> None:
+    app_env.setenv("SYNC_SCHEDULE", "0 */10 * * * *")
+    first = get_settings()
+    app_env.setenv("SYNC_SCHEDULE", "0 0 * * * *")
+    assert get_settings() is first
+    assert first.sync_schedule == "0 */10 * * * *"
+    assert first.local_dev is True
+    assert first.principal_header_trusted is True
+
+
+def test_easy_auth_flag_alone_trusts_the_principal(app_env: pytest.MonkeyPatch) -> None:
+    app_env.delenv("LOCAL_DEV")
+    app_env.setenv("WEBSITE_AUTH_ENABLED", "True")
+    assert get_settings().principal_header_trusted is True
+
+
+def test_neither_flag_means_the_principal_is_not_trusted(app_env: pytest.MonkeyPatch) -> None:
+    app_env.delenv("LOCAL_DEV")
+    assert get_settings().principal_header_trusted is False
+
+
+def test_identity_based_storage_is_accepted(app_env: pytest.MonkeyPatch) -> None:
+    app_env.delenv("DataStorage")
+    app_env.setenv("DataStorage__tableServiceUri", "https://acct.table.core.windows.net")
+    app_env.setenv("DataStorage__queueServiceUri", "https://acct.queue.core.windows.net")
+    assert get_settings().data_storage_table_service_uri == "https://acct.table.core.windows.net"
+
+
+@pytest.mark.parametrize(
+    ("remove", "set_", "message"),
+    [
+        ("DataStorage", {}, "DataStorage is not configured"),
+        ("KEY_VAULT_URL", {}, "KEY_VAULT_URL"),
+        (None, {"SERVICENOW_URL_TEMPLATE": "https://example.com"}, "{instance}"),
+        (None, {"PORTAL_URL": "not a url"}, "PORTAL_URL"),
+    ],
+)
+def test_missing_or_bad_settings_fail_with_a_clear_message(
+    app_env: pytest.MonkeyPatch, remove: str | None, set_: dict[str, str], message: str
+) -> None:
+    if remove:
+        app_env.delenv(remove)
+    for key, value in set_.items():
+        app_env.setenv(key, value)
+    with pytest.raises(ValidationError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        Settings()
