@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     app_ms, deps_ms = statistics.median(app_runs) / 1000, statistics.median(deps_runs) / 1000
     ratio = app_ms / deps_ms
     print(f"import_cost: dependencies imported at import time: {', '.join(dependencies)}")
-    print(f"import_cost: function_app {app_ms:.1f} ms, dependencies alone {deps_ms:.1f} ms "
-          f"(median of {args.runs}); ratio {ratio:.2f} (bound {BOUND})")
+    print(
+        f"import_cost: function_app {app_ms:.1f} ms, dependencies alone {deps_ms:.1f} ms "
+        f"(median of {args.runs}); ratio {ratio:.2f} (bound {BOUND})"
+    )
     if ratio > BOUND:
         print("import_cost: FAIL: importing function_app costs too much beyond its dependencies")
         return 1

@@ -46,8 +46,8 @@ async def host(
     await local_host.stop()
 
 
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 20) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         outcome = check()
         if not isinstance(outcome, bool):
@@ -59,7 +59,9 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float
         await asyncio.sleep(0.1)
 
 
-async def test_http_trigger_with_route_params_query_and_body(host: tuple[LocalHost, httpx.AsyncClient]) -> None:
+async def test_http_trigger_with_route_params_query_and_body(
+    host: tuple[LocalHost, httpx.AsyncClient],
+) -> None:
     _, client = host
     response = await client.post("/api/things/books/42?lang=en", content=b"hello")
     assert response.status_code == 200
@@ -113,7 +115,7 @@ async def test_timer_fires_on_its_schedule(app_env: pytest.MonkeyPatch, azurite:
     local_host = LocalHost(sample_app.app, CONFIG, max_polling_interval_s=0.2)
     await local_host.start(port=0)
     try:
-        await eventually(lambda: len(sample_app.TIMER_RUNS) >= 2, timeout=10)
+        await eventually(lambda: len(sample_app.TIMER_RUNS) >= 2, within=10)
     finally:
         await local_host.stop()
 
@@ -142,7 +144,7 @@ async def test_failing_message_goes_to_poison_after_five_dequeues(
     ):
         await eventually(lambda: _queue_exists(queue))
         await queue.send_message("fail please")
-        await eventually(lambda: _count(poison, 1), timeout=30)
+        await eventually(lambda: _count(poison, 1), within=30)
         attempts = [count for body, count in sample_app.QUEUE_DELIVERIES if body == "fail please"]
         assert attempts == [1, 2, 3, 4, 5]
         [poisoned] = [m async for m in poison.receive_messages()]
@@ -159,12 +161,14 @@ async def test_message_that_is_not_base64_goes_straight_to_poison(
     ):
         await eventually(lambda: _queue_exists(queue))
         await queue.send_message("plain text, not base64!")
-        await eventually(lambda: _count(poison, 1), timeout=10)
+        await eventually(lambda: _count(poison, 1), within=10)
     assert sample_app.QUEUE_DELIVERIES == []
 
 
-async def test_queue_trigger_can_be_run_through_the_admin_api(host: tuple[LocalHost, httpx.AsyncClient]) -> None:
-    local_host, client = host
+async def test_queue_trigger_can_be_run_through_the_admin_api(
+    host: tuple[LocalHost, httpx.AsyncClient],
+) -> None:
+    _, client = host
     response = await client.post("/admin/functions/work", json={"input": "direct"})
     assert response.status_code == 202
     await eventually(lambda: ("direct", 1) in sample_app.QUEUE_DELIVERIES)
@@ -174,7 +178,9 @@ def principal(*roles: str) -> dict[str, str]:
     return {"X-MS-CLIENT-PRINCIPAL": encode_principal(TENANT, USER, list(roles))}
 
 
-async def test_protected_endpoint_needs_a_principal_with_the_role(host: tuple[LocalHost, httpx.AsyncClient]) -> None:
+async def test_protected_endpoint_needs_a_principal_with_the_role(
+    host: tuple[LocalHost, httpx.AsyncClient],
+) -> None:
     _, client = host
     anonymous = await client.get("/api/admin-only")
     assert anonymous.status_code == 401

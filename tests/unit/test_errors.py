@@ -27,9 +27,15 @@ def test_each_error_maps_to_one_status_and_code(error: errors.AppError, status: 
 
 
 def test_validation_errors_list_the_failing_fields() -> None:
-    body = errors.error_body(errors.BadRequest("bad", fields=[{"field": "dueDate", "message": "in the past"}]))
+    body = errors.error_body(
+        errors.BadRequest("bad", fields=[{"field": "dueDate", "message": "in the past"}])
+    )
     assert body == {
-        "error": {"code": "validation_error", "message": "bad", "fields": [{"field": "dueDate", "message": "in the past"}]}
+        "error": {
+            "code": "validation_error",
+            "message": "bad",
+            "fields": [{"field": "dueDate", "message": "in the past"}],
+        }
     }
 
 

@@ -27,7 +27,8 @@ AUTH_LEVELS = {"ANONYMOUS", "FUNCTION", "ADMIN"}
 
 
 def metadata(function: Any) -> dict[str, Any]:
-    return json.loads(function.get_function_json())
+    document: dict[str, Any] = json.loads(function.get_function_json())
+    return document
 
 
 def test_the_app_has_functions_with_unique_valid_names() -> None:
@@ -57,7 +58,8 @@ def test_bindings_match_the_python_signature(function: Any) -> None:
 def test_http_triggers_are_well_formed(function: Any) -> None:
     trigger = next(b for b in metadata(function)["bindings"] if b["type"] == "httpTrigger")
     assert trigger["authLevel"] in AUTH_LEVELS
-    assert trigger["route"] and not trigger["route"].startswith("/")
+    assert trigger["route"]
+    assert not trigger["route"].startswith("/")
     assert set(trigger["methods"]) <= {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
     assert any(b["type"] == "http" and b["direction"] == "OUT" for b in metadata(function)["bindings"])
 

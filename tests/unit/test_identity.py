@@ -25,8 +25,16 @@ def test_tenant_user_name_and_roles_come_from_the_claims() -> None:
 
 
 def test_short_claim_names_tid_and_oid_are_accepted() -> None:
-    principal = {"claims": [{"typ": "tid", "val": TENANT}, {"typ": "oid", "val": USER}, {"typ": "roles", "val": "Tickets.Read"}]}
-    caller = caller_from_headers(headers(base64.b64encode(json.dumps(principal).encode()).decode()), trusted=True)
+    principal = {
+        "claims": [
+            {"typ": "tid", "val": TENANT},
+            {"typ": "oid", "val": USER},
+            {"typ": "roles", "val": "Tickets.Read"},
+        ]
+    }
+    caller = caller_from_headers(
+        headers(base64.b64encode(json.dumps(principal).encode()).decode()), trusted=True
+    )
     assert caller.tenant_id == TENANT
     assert caller.roles == frozenset({Role.READ})
 
@@ -47,11 +55,13 @@ def test_role_hierarchy() -> None:
 
 def test_security_administrator_directory_role_counts_as_connector_admin() -> None:
     caller = caller_from_headers(
-        headers(encode_principal(TENANT, USER, [], wids=[SECURITY_ADMINISTRATOR_TEMPLATE_ID.upper()])), trusted=True
+        headers(encode_principal(TENANT, USER, [], wids=[SECURITY_ADMINISTRATOR_TEMPLATE_ID.upper()])),
+        trusted=True,
     )
     caller.require(Role.ADMIN)
     other = caller_from_headers(
-        headers(encode_principal(TENANT, USER, [], wids=["62e90394-69f5-4237-9190-012177145e10"])), trusted=True
+        headers(encode_principal(TENANT, USER, [], wids=["62e90394-69f5-4237-9190-012177145e10"])),
+        trusted=True,
     )
     with pytest.raises(Forbidden):
         other.require(Role.READ)
@@ -64,7 +74,11 @@ def test_security_administrator_directory_role_counts_as_connector_admin() -> No
         "not base64 at all!",
         base64.b64encode(b"[1, 2]").decode(),
         base64.b64encode(json.dumps({"claims": "nope"}).encode()).decode(),
-        base64.b64encode(json.dumps({"claims": [{"typ": "tid", "val": "not-a-guid"}, {"typ": "oid", "val": USER}]}).encode()).decode(),
+        base64.b64encode(
+            json.dumps(
+                {"claims": [{"typ": "tid", "val": "not-a-guid"}, {"typ": "oid", "val": USER}]}
+            ).encode()
+        ).decode(),
         base64.b64encode(json.dumps({"claims": [{"typ": "tid", "val": TENANT}]}).encode()).decode(),
     ],
 )

@@ -5,8 +5,8 @@ import pytest
 from localdev.ncrontab import InvalidSchedule, Schedule
 
 
-def at(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,9 @@ def test_the_every_second_trap_is_every_second() -> None:
     assert schedule.next_after(at(2026, 1, 1, 0, 15, 0)) == at(2026, 1, 1, 0, 15, 1)
 
 
-@pytest.mark.parametrize("expression", ["", "* * *", "61 * * * * *", "0 0 25 * * *", "*/0 * * * * *", "x * * * * *"])
+@pytest.mark.parametrize(
+    "expression", ["", "* * *", "61 * * * * *", "0 0 25 * * *", "*/0 * * * * *", "x * * * * *"]
+)
 def test_invalid_expressions_are_rejected(expression: str) -> None:
     with pytest.raises(InvalidSchedule):
         Schedule.parse(expression)
