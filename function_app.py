@@ -2,10 +2,11 @@
 
 import azure.functions as func
 
-from functions import health
+from functions import health, oauth, provisioning
 from shared import observability
 
 observability.install()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-app.register_functions(health.bp)
+for blueprint in (health.bp, provisioning.bp, oauth.bp):
+    app.register_functions(blueprint)

@@ -1,0 +1,366 @@
+"""Secure Score improvement actions from Microsoft Graph (`secureScoreControlProfiles`).
+
+One multi-tenant app registration reads every customer tenant's Secure Score with the client
+credentials flow: msal acquires a token at each customer tenant's authority, so there is one
+`msal.ConfidentialClientApplication` (and its token cache) per tenant, kept for the life of the
+worker. msal is synchronous, so its calls run in a thread; Graph itself is called with one
+long-lived `httpx.AsyncClient`.
+
+Failures become `shared.errors` types: an unknown action is `NotFound`; a Graph 401 makes us drop
+the cached token and try once more with a new one (Graph may reject a token before its stated
+expiry); 429/503 are retried with backoff honouring `Retry-After`, then `UpstreamUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+import msal
+import requests
+from pydantic import SecretStr, ValidationError
+
+from shared.errors import AppError, BadRequest, NotFound, UpstreamError, UpstreamUnavailable
+from shared.models import ImprovementAction, RecommendationCategory
+from shared.observability import register_secret
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+PROFILES_PATH = "/v1.0/security/secureScoreControlProfiles"
+_RETRYABLE = frozenset({429, 502, 503, 504})
+_MAX_PAGES = 100  # a runaway nextLink loop must end; 100 pages is far above any real tenant
+_TENANT = re.compile(r"^[0-9a-zA-Z.-]{1,100}$")
+_ACTION_ID = re.compile(r"^[0-9A-Za-z_.-]{1,200}$")
+# Graph spells the device category in the singular; the portal and our API use the plural.
+_CATEGORIES: dict[str, RecommendationCategory] = {
+    "device": "Devices",
+    "devices": "Devices",
+    "data": "Data",
+    "apps": "Apps",
+    "identity": "Identity",
+    "infrastructure": "Infrastructure",
+}
+
+
+class ImprovementActions(Protocol):
+    """The port the ticket service uses; `GraphClient` is the real adapter."""
+
+    async def get_improvement_action(self, tenant_id: str, action_id: str) -> ImprovementAction: ...
+
+    async def list_improvement_actions(
+        self, tenant_id: str, *, page_size: int | None = None
+    ) -> list[ImprovementAction]: ...
+
+
+def to_improvement_action(raw: dict[str, Any]) -> ImprovementAction:
+    """Map one Graph `secureScoreControlProfile` to our model."""
+    category = raw.get("controlCategory")
+    try:
+        return ImprovementAction(
+            id=raw["id"],
+            title=raw["title"],
+            remediation=raw.get("remediation"),
+            control_category=_CATEGORIES.get(category.lower()) if isinstance(category, str) else None,
+            action_url=raw.get("actionUrl"),
+            rank=raw.get("rank"),
+            max_score=raw.get("maxScore"),
+            user_impact=raw.get("userImpact"),
+            implementation_cost=raw.get("implementationCost"),
+            tier=raw.get("tier"),
+            threats=tuple(raw.get("threats") or ()),
+            deprecated=bool(raw.get("deprecated", False)),
+        )
+    except (KeyError, TypeError, ValidationError) as exc:
+        raise UpstreamError("Microsoft Graph returned an improvement action we could not read.") from exc
+
+
+class GraphClient:
+    """Reads improvement actions of a customer tenant from Microsoft Graph.
+
+    Parameters
+    ----------
+    client_id, client_secret:
+        The multi-tenant app registration (needs `SecurityEvents.Read.All`, admin-consented per tenant).
+    authority_host, base_url:
+        Entra (`https://login.microsoftonline.com`) and Graph (`https://graph.microsoft.com`).
+    local_dev:
+        Turns off msal's authority validation and instance discovery, which only know Microsoft's hosts.
+    ca_bundle:
+        A CA file to trust besides nothing else (the local stand-ins' CA).
+    max_retries, backoff, max_retry_after:
+        Retries of 429/5xx and connection errors; exponential backoff from `backoff` seconds. A
+        `Retry-After` longer than `max_retry_after` is not waited for: the caller gets
+        `UpstreamUnavailable` carrying it, so an HTTP request does not hang.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: SecretStr,
+        authority_host: str = "https://login.microsoftonline.com",
+        base_url: str = "https://graph.microsoft.com",
+        local_dev: bool = False,
+        ca_bundle: str | None = None,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        max_retry_after: float = 10.0,
+        timeout: float = 10.0,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._client_id = client_id
+        self._client_secret = client_secret
+        register_secret(client_secret.get_secret_value())
+        self._authority_host = authority_host.rstrip("/")
+        self._base_url = base_url.rstrip("/")
+        self._local_dev = local_dev
+        self._verify: str | bool = ca_bundle or True
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._backoff = backoff
+        self._max_retry_after = max_retry_after
+        self._apps: dict[str, Any] = {}
+        self._app_locks: dict[str, asyncio.Lock] = {}
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
+            headers={"Accept": "application/json"},
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> GraphClient:
+        if not settings.graph_client_id or settings.graph_client_secret is None:
+            raise AppError("Microsoft Graph is not configured: set GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET.")
+        return cls(
+            client_id=settings.graph_client_id,
+            client_secret=settings.graph_client_secret,
+            authority_host=str(settings.entra_authority_host),
+            base_url=str(settings.graph_base_url),
+            local_dev=settings.local_dev,
+            ca_bundle=settings.local_ca_bundle,
+            **options,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- the port -------------------------------------------------------------------------------
+
+    async def get_improvement_action(self, tenant_id: str, action_id: str) -> ImprovementAction:
+        """One improvement action. Raises `NotFound` when Secure Score has no such action."""
+        if not _ACTION_ID.match(action_id):
+            raise BadRequest("The improvement action id is not valid.")
+        url = f"{self._base_url}{PROFILES_PATH}/{quote(action_id, safe='')}"
+        body = await self._get(tenant_id, url)
+        if body is None:
+            raise NotFound(f"Improvement action {action_id} was not found in Microsoft Secure Score.")
+        return to_improvement_action(body)
+
+    async def list_improvement_actions(
+        self, tenant_id: str, *, page_size: int | None = None
+    ) -> list[ImprovementAction]:
+        """Every improvement action of the tenant, following `@odata.nextLink` to the end."""
+        return [to_improvement_action(raw) async for raw in self._profiles(tenant_id, page_size)]
+
+    # --- Graph ----------------------------------------------------------------------------------
+
+    async def _profiles(self, tenant_id: str, page_size: int | None) -> AsyncIterator[dict[str, Any]]:
+        url: str | None = f"{self._base_url}{PROFILES_PATH}"
+        if page_size:
+            url = f"{url}?$top={int(page_size)}"
+        for _ in range(_MAX_PAGES):
+            if url is None:
+                return
+            body = await self._get(tenant_id, url)
+            if body is None:
+                raise UpstreamError("Microsoft Graph did not find the Secure Score control profiles.")
+            for raw in body.get("value") or []:
+                yield raw
+            url = self._checked_next_link(body.get("@odata.nextLink"))
+        raise UpstreamError("Microsoft Graph kept paging past the limit.")
+
+    def _checked_next_link(self, link: object) -> str | None:
+        if link is None:
+            return None
+        # We send a bearer token to this URL: it must be Graph's, whatever the response says.
+        if not isinstance(link, str) or not link.startswith(self._base_url + "/"):
+            raise UpstreamError("Microsoft Graph returned a next page link outside Graph.")
+        return link
+
+    async def _get(self, tenant_id: str, url: str) -> dict[str, Any] | None:
+        """GET a Graph URL as the tenant: the JSON body, or None for 404."""
+        token_refreshed = False
+        attempt = 0
+        while True:
+            token = await self._token(tenant_id)
+            headers = {"Authorization": f"Bearer {token}", "client-request-id": str(uuid.uuid4())}
+            try:
+                response = await self._http.get(url, headers=headers)
+            except httpx.TransportError as exc:
+                if attempt >= self._max_retries:
+                    raise UpstreamUnavailable("Microsoft Graph could not be reached.") from exc
+                await self._sleep(attempt, None)
+                attempt += 1
+                continue
+            status = response.status_code
+            if status == 401 and not token_refreshed:
+                # Graph rejected a token msal still considers valid (expired early, revoked, or
+                # signed before a key rollover): forget it and ask Entra for a new one, once.
+                logger.info("Graph rejected the cached token (%s); getting a new one", _graph_code(response))
+                await self._drop_token(tenant_id)
+                token_refreshed = True
+                continue
+            if status in _RETRYABLE:
+                retry_after = _retry_after(response)
+                if attempt >= self._max_retries or (retry_after or 0) > self._max_retry_after:
+                    raise UpstreamUnavailable(
+                        f"Microsoft Graph is throttling or unavailable (HTTP {status}).",
+                        retry_after=int(retry_after or 30),
+                    )
+                logger.warning("Graph answered %s (%s); retrying", status, _graph_code(response))
+                await self._sleep(attempt, retry_after)
+                attempt += 1
+                continue
+            if status == 404:
+                return None
+            if status >= 400:
+                raise _graph_error(response)
+            body: dict[str, Any] = response.json()
+            return body
+
+    async def _sleep(self, attempt: int, retry_after: float | None) -> None:
+        await asyncio.sleep(retry_after if retry_after is not None else self._backoff * 2**attempt)
+
+    # --- tokens (msal) --------------------------------------------------------------------------
+
+    async def _app(self, tenant_id: str) -> Any:
+        if not _TENANT.match(tenant_id):
+            raise BadRequest("The tenant id is not valid.")
+        app = self._apps.get(tenant_id)
+        if app is not None:
+            return app
+        lock = self._app_locks.setdefault(tenant_id, asyncio.Lock())
+        async with lock:
+            app = self._apps.get(tenant_id)
+            if app is None:
+                # Building the app runs OpenID discovery over the network: keep it off the event loop.
+                app = await asyncio.to_thread(self._build_app, tenant_id)
+                self._apps[tenant_id] = app
+            return app
+
+    def _build_app(self, tenant_id: str) -> Any:
+        options: dict[str, Any] = {}
+        if self._local_dev:
+            # msal validates authorities against Microsoft's instance discovery, which cannot know a
+            # local stand-in. In Azure both stay at their defaults.
+            options = {"validate_authority": False, "instance_discovery": False}
+        if isinstance(self._verify, str):
+            options["http_client"] = _CaPinnedSession(self._verify, self._timeout)
+        try:
+            return msal.ConfidentialClientApplication(
+                self._client_id,
+                client_credential=self._client_secret.get_secret_value(),
+                authority=f"{self._authority_host}/{tenant_id}",
+                timeout=self._timeout,
+                **options,
+            )
+        except ValueError as exc:  # OIDC discovery refused: Entra does not know the tenant
+            raise UpstreamError("Microsoft Entra does not know this tenant.") from exc
+        except OSError as exc:  # requests' connection errors are OSErrors
+            raise UpstreamUnavailable("Microsoft Entra could not be reached.") from exc
+
+    async def _token(self, tenant_id: str) -> str:
+        app = await self._app(tenant_id)
+        try:
+            result: dict[str, Any] = await asyncio.to_thread(
+                app.acquire_token_for_client, scopes=[GRAPH_SCOPE]
+            )
+        except OSError as exc:
+            raise UpstreamUnavailable("Microsoft Entra could not be reached.") from exc
+        except ValueError as exc:
+            raise UpstreamError("Microsoft Entra answered the token request unexpectedly.") from exc
+        token = result.get("access_token")
+        if isinstance(token, str):
+            register_secret(token)
+            return token
+        error = str(result.get("error", "unknown_error"))
+        if error in {"invalid_client", "unauthorized_client"}:
+            raise UpstreamError(
+                f"Microsoft Entra refused the app's Graph credentials for this tenant ({error}): check "
+                "GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET and that the tenant has consented to the app."
+            )
+        raise UpstreamError(f"Microsoft Entra did not issue a Graph token for this tenant ({error}).")
+
+    async def _drop_token(self, tenant_id: str) -> None:
+        app = await self._app(tenant_id)
+
+        def drop() -> None:
+            cache = app.token_cache
+            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN, target=[GRAPH_SCOPE])):
+                cache.remove_at(item)
+
+        await asyncio.to_thread(drop)
+
+
+class _CaPinnedSession(requests.Session):
+    """msal's HTTP client when a CA bundle is configured.
+
+    msal's own `verify=` sets `Session.verify`, which requests silently overrides with the
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE environment variables (psf/requests#3829); many machines set
+    those, so the local CA would be ignored. A per-request `verify` wins over the environment.
+    """
+
+    def __init__(self, ca_bundle: str, timeout: float) -> None:
+        super().__init__()
+        self._ca_bundle = ca_bundle
+        self._timeout = timeout
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs.setdefault("verify", self._ca_bundle)
+        kwargs.setdefault("timeout", self._timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _graph_code(response: httpx.Response) -> str:
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return "no error code"
+    return str(code)[:100]
+
+
+def _graph_error(response: httpx.Response) -> AppError:
+    status, code = response.status_code, _graph_code(response)
+    if status == 401:
+        return UpstreamError(f"Microsoft Graph rejected a freshly issued token ({code}).")
+    if status == 403:
+        return UpstreamError(
+            "Microsoft Graph denied access to Secure Score for this tenant: an admin must grant the app "
+            f"SecurityEvents.Read.All ({code})."
+        )
+    return UpstreamError(f"Microsoft Graph answered HTTP {status} ({code}).")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    header = response.headers.get("Retry-After")
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(header) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None

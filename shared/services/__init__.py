@@ -1,0 +1,1 @@
+"""Use cases: provisioning, ticketing, syncing. Each takes its ports as constructor arguments."""

@@ -1,0 +1,298 @@
+"""Connecting a tenant's ServiceNow: configure, authorize (OAuth code + PKCE), status, state names,
+remove.
+
+The OAuth `state` is random (256 bits), single use, valid for 10 minutes, and bound to the tenant
+and the admin who asked. Its PKCE verifier is never stored: it is derived from the state id with an
+app key kept in Key Vault, so a leaked table row cannot complete an authorization. Two callbacks
+racing with one state are settled by an ETag-conditional write: exactly one proceeds.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from secrets import token_urlsafe
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from shared.errors import AppError, BadRequest, ConnectionNotReady
+from shared.identity import Caller
+from shared.models import (
+    AuthorizeResult,
+    CallbackParams,
+    ConfigureConnection,
+    ConfigureResult,
+    Connection,
+    ConnectionStatus,
+    ConnectionView,
+    OAuthState,
+    StateNames,
+    StateNamesUpdate,
+)
+from shared.servicenow.instance import resolve_instance
+from shared.servicenow.oauth import ServiceNowOAuth, authorize_url
+from shared.servicenow.states import DEFAULT_STATE_LABELS, effective_state_names
+from shared.stores.connections import ConnectionRepository, OAuthStateRepository
+from shared.stores.secrets import SecretStore
+from shared.stores.tables import PreconditionFailed
+
+logger = logging.getLogger(__name__)
+
+STATE_LIFETIME = timedelta(minutes=10)
+STATE_KEY_NAME = "oauth-state"
+_WRITE_ATTEMPTS = 3
+_STATE_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+@dataclass(frozen=True)
+class ProvisioningConfig:
+    redirect_uri: str
+    portal_url: str
+    url_template: str
+    local_dev: bool
+
+
+class ProvisioningService:
+    def __init__(
+        self,
+        *,
+        connections: ConnectionRepository,
+        states: OAuthStateRepository,
+        secrets: SecretStore,
+        oauth: ServiceNowOAuth,
+        config: ProvisioningConfig,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._connections = connections
+        self._states = states
+        self._secrets = secrets
+        self._oauth = oauth
+        self._config = config
+        self._clock = clock
+
+    async def configure(self, caller: Caller, request: ConfigureConnection) -> ConfigureResult:
+        """Store the instance and client credentials and start an authorization."""
+        instance = resolve_instance(
+            request.instance, url_template=self._config.url_template, local_dev=self._config.local_dev
+        )
+        existing = await self._connections.get(caller.tenant_id)
+        if request.client_secret is not None:
+            await self._secrets.set_client_secret(caller.tenant_id, request.client_secret)
+        elif existing is None or await self._secrets.get_client_secret(caller.tenant_id) is None:
+            raise BadRequest(
+                "clientSecret is required: no client secret is stored for this tenant yet.",
+                fields=[{"field": "clientSecret", "message": "required the first time"}],
+            )
+        connection = Connection(
+            tenant_id=caller.tenant_id,
+            instance=instance.name,
+            instance_url=instance.url,
+            client_id=request.client_id,
+            status=ConnectionStatus.PENDING_AUTHORIZATION,
+            state_names=existing.state_names if existing else {},
+            watermarks=existing.watermarks if existing and existing.instance_url == instance.url else {},
+            updated_at=self._clock(),
+        )
+        await self._connections.put(connection)
+        logger.info("ServiceNow instance %s configured; authorization pending", instance.url)
+        url = await self._new_authorization(caller, connection)
+        return ConfigureResult(status=ConnectionStatus.PENDING_AUTHORIZATION, authorize_url=url)
+
+    async def authorize(self, caller: Caller) -> AuthorizeResult:
+        """A fresh authorize URL (new state and PKCE) for the configured instance."""
+        connection = await self._connections.get(caller.tenant_id)
+        if connection is None:
+            raise ConnectionNotReady("Configure the ServiceNow instance first (PUT /api/provisioning).")
+        return AuthorizeResult(authorize_url=await self._new_authorization(caller, connection))
+
+    async def status(self, tenant_id: str) -> ConnectionView:
+        connection = await self._connections.get(tenant_id)
+        if connection is None:
+            return ConnectionView(
+                status=ConnectionStatus.NOT_CONFIGURED, state_names=effective_state_names({})
+            )
+        return ConnectionView(
+            status=connection.status,
+            instance=connection.instance,
+            instance_url=connection.instance_url,
+            client_id=connection.client_id,
+            connected_by=connection.connected_by_name,
+            connected_at=connection.connected_at,
+            access_token_expires_at=connection.access_token_expires_at,
+            refresh_token_expires_at=connection.refresh_token_expires_at,
+            last_sync_at=connection.last_sync_at,
+            last_error=connection.last_error,
+            state_names=effective_state_names(connection.state_names),
+        )
+
+    async def complete(self, params: CallbackParams) -> str:
+        """Finish an authorization from ServiceNow's redirect; the portal URL to send the browser to.
+
+        Every outcome is a redirect to the portal, never an error page and never another host.
+        """
+        try:
+            await self._complete(params)
+        except CallbackFailed as failure:
+            logger.warning("OAuth callback failed: %s", failure.reason)
+            return self._portal_url(servicenow="error", reason=failure.reason)
+        except AppError as error:
+            logger.warning("OAuth callback failed: %s", error.message)
+            return self._portal_url(servicenow="error", reason="temporarily_unavailable")
+        return self._portal_url(servicenow="connected")
+
+    async def set_state_names(self, tenant_id: str, update: StateNamesUpdate) -> StateNames:
+        for table, names in (("incident", update.incident), ("change_request", update.change_request)):
+            unknown = sorted(code for code in names if code not in DEFAULT_STATE_LABELS[table])
+            if unknown:
+                message = f"{table} has no state code {', '.join(unknown)}"
+                raise BadRequest(
+                    message, fields=[{"field": f"{table}.{c}", "message": message} for c in unknown]
+                )
+        if await self._connections.get(tenant_id) is None:
+            raise ConnectionNotReady("Configure the ServiceNow instance first (PUT /api/provisioning).")
+
+        def merge(current: Connection) -> dict[str, Any]:
+            custom = {table: dict(names) for table, names in current.state_names.items()}
+            for table, names in (("incident", update.incident), ("change_request", update.change_request)):
+                for code, name in names.items():
+                    if name is None:
+                        custom.get(table, {}).pop(code, None)
+                    else:
+                        custom.setdefault(table, {})[code] = name
+            return {"state_names": {table: names for table, names in custom.items() if names}}
+
+        saved = await self._update(tenant_id, merge)
+        return effective_state_names(saved.state_names)
+
+    async def remove(self, tenant_id: str) -> None:
+        """Revoke the tokens (best effort), delete the secrets and the connection. Tickets stay."""
+        connection = await self._connections.get(tenant_id)
+        tokens = await self._secrets.get_tokens(tenant_id, fresh=True)
+        if connection is not None and tokens is not None:
+            await self._oauth.revoke(connection.instance_url, tokens.refresh_token)
+            await self._oauth.revoke(connection.instance_url, tokens.access_token)
+        await self._secrets.delete_tenant(tenant_id)
+        await self._connections.delete(tenant_id)
+        logger.info("ServiceNow connection removed")
+
+    async def _new_authorization(self, caller: Caller, connection: Connection) -> str:
+        now = self._clock()
+        state = OAuthState(
+            state_id=token_urlsafe(32),
+            tenant_id=caller.tenant_id,
+            user_id=caller.user_id,
+            user_name=caller.name,
+            instance_url=connection.instance_url,
+            client_id=connection.client_id,
+            created_at=now,
+            expires_at=now + STATE_LIFETIME,
+        )
+        await self._states.add(state)
+        return authorize_url(
+            connection.instance_url,
+            client_id=connection.client_id,
+            redirect_uri=self._config.redirect_uri,
+            state=state.state_id,
+            verifier=await self._verifier(state.state_id),
+        )
+
+    async def _complete(self, params: CallbackParams) -> None:
+        if not params.state or not _STATE_ID.match(params.state):
+            raise CallbackFailed("unknown_state")
+        state = await self._states.get(params.state)
+        if state is None:
+            raise CallbackFailed("unknown_state")
+        if state.consumed_at is not None:
+            raise CallbackFailed("replay")
+        now = self._clock()
+        if now >= state.expires_at:
+            raise CallbackFailed("expired_state")
+        try:
+            await self._states.consume(state, now)
+        except PreconditionFailed as exc:
+            raise CallbackFailed("replay") from exc
+        connection = await self._connections.get(state.tenant_id)
+        if connection is None or (connection.instance_url, connection.client_id) != (
+            state.instance_url,
+            state.client_id,
+        ):
+            raise CallbackFailed("configuration_changed")
+        if params.error or not params.code:
+            reason = (
+                "denied" if params.error == "access_denied" or not params.code else "authorization_failed"
+            )
+            await self._record_error(connection, "The ServiceNow authorization was denied or failed.")
+            raise CallbackFailed(reason)
+        await self._exchange(connection, state, params.code)
+
+    async def _exchange(self, connection: Connection, state: OAuthState, code: str) -> None:
+        client_secret = await self._secrets.get_client_secret(connection.tenant_id, fresh=True)
+        if client_secret is None:
+            raise CallbackFailed("exchange_failed")
+        try:
+            tokens = await self._oauth.exchange_code(
+                connection.instance_url,
+                client_id=connection.client_id,
+                client_secret=client_secret,
+                code=code,
+                redirect_uri=self._config.redirect_uri,
+                verifier=await self._verifier(state.state_id),
+                state=state.state_id,
+            )
+            await self._secrets.set_tokens(connection.tenant_id, tokens)
+        except AppError as error:
+            await self._record_error(connection, f"Exchanging the authorization code failed: {error.message}")
+            raise CallbackFailed("exchange_failed") from error
+        connected = {
+            "status": ConnectionStatus.CONNECTED,
+            "connected_by": state.user_id,
+            "connected_by_name": state.user_name,
+            "connected_at": self._clock(),
+            "access_token_expires_at": tokens.access_token_expires_at,
+            "refresh_token_expires_at": tokens.refresh_token_expires_at,
+            "last_error": None,
+        }
+        await self._update(connection.tenant_id, lambda _: connected)
+        logger.info("ServiceNow connected for %s", connection.instance_url)
+
+    async def _record_error(self, connection: Connection, message: str) -> None:
+        try:
+            await self._update(connection.tenant_id, lambda _: {"last_error": message})
+        except AppError:
+            logger.warning("Could not record the error on the connection")
+
+    async def _update(self, tenant_id: str, change: Callable[[Connection], dict[str, Any]]) -> Connection:
+        """Read, change, write with the row's ETag; on a lost race, re-read and apply again."""
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            current = await self._connections.get(tenant_id)
+            if current is None:
+                raise ConnectionNotReady("The ServiceNow connection was removed.")
+            updated = current.model_copy(update={**change(current), "updated_at": self._clock()})
+            try:
+                return await self._connections.replace(updated)
+            except PreconditionFailed:
+                if attempt == _WRITE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _verifier(self, state_id: str) -> str:
+        key = await self._secrets.app_key(STATE_KEY_NAME)
+        digest = hmac.new(key.get_secret_value().encode(), state_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def _portal_url(self, **params: str) -> str:
+        parts = urlsplit(self._config.portal_url)
+        query = [*parse_qsl(parts.query), *params.items()]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class CallbackFailed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

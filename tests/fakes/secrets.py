@@ -1,0 +1,65 @@
+"""A dict-backed `SecretStore` for unit tests: same behaviour as Key Vault's, no I/O."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from shared.models import TokenSet
+from shared.observability import register_secret
+from shared.stores.secrets import (
+    SecretStore,
+    app_key_name,
+    client_secret_name,
+    new_app_key,
+    register_tokens,
+    tokens_from_json,
+    tokens_name,
+    tokens_to_json,
+)
+
+
+class InMemorySecretStore:
+    """Keeps values under the same names and in the same format as `KeyVaultSecretStore`.
+
+    `values` (name -> stored string) and `deleted` (names removed by `delete_tenant`) are public so
+    tests can assert on state.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.deleted: list[str] = []
+        self.closed = False
+
+    async def get_client_secret(self, tenant_id: str, *, fresh: bool = False) -> SecretStr | None:
+        value = self.values.get(client_secret_name(tenant_id))
+        register_secret(value)
+        return SecretStr(value) if value is not None else None
+
+    async def set_client_secret(self, tenant_id: str, client_secret: SecretStr) -> None:
+        register_secret(client_secret.get_secret_value())
+        self.values[client_secret_name(tenant_id)] = client_secret.get_secret_value()
+
+    async def get_tokens(self, tenant_id: str, *, fresh: bool = False) -> TokenSet | None:
+        value = self.values.get(tokens_name(tenant_id))
+        return tokens_from_json(value) if value is not None else None
+
+    async def set_tokens(self, tenant_id: str, tokens: TokenSet) -> None:
+        register_tokens(tokens)
+        self.values[tokens_name(tenant_id)] = tokens_to_json(tokens)
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        for name in (client_secret_name(tenant_id), tokens_name(tenant_id)):
+            if self.values.pop(name, None) is not None:
+                self.deleted.append(name)
+
+    async def app_key(self, name: str) -> SecretStr:
+        value = self.values.setdefault(app_key_name(name), new_app_key())
+        register_secret(value)
+        return SecretStr(value)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def _conforms(store: InMemorySecretStore) -> SecretStore:
+    return store  # mypy checks here that the fake implements the whole port
