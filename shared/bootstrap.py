@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
     from shared.graph import GraphClient
     from shared.servicenow.oauth import ServiceNowOAuth
+    from shared.servicenow.table_api import ServiceNowTables
+    from shared.servicenow.tokens import AccessTokens
     from shared.services.provisioning import ProvisioningService
     from shared.stores.connections import ConnectionRepository, OAuthStateRepository
     from shared.stores.secrets import SecretStore
@@ -93,6 +95,21 @@ class Container:
         from shared.servicenow.oauth import ServiceNowOAuth
 
         return self._get("servicenow_oauth", lambda: ServiceNowOAuth(self.servicenow_http))
+
+    @property
+    def access_tokens(self) -> AccessTokens:
+        from shared.servicenow.tokens import AccessTokens
+
+        return self._get(
+            "access_tokens",
+            lambda: AccessTokens(secrets=self.secrets, oauth=self.servicenow_oauth, connections=self.connections),
+        )
+
+    @property
+    def servicenow_tables(self) -> ServiceNowTables:
+        from shared.servicenow.table_api import ServiceNowTables
+
+        return self._get("servicenow_tables", lambda: ServiceNowTables(self.servicenow_http, self.access_tokens))
 
     @property
     def connections(self) -> ConnectionRepository:

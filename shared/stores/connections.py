@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Any
 
 from shared.models import Connection, ConnectionStatus, OAuthState
 from shared.stores.tables import (
+    PreconditionFailed,
     TableStore,
     create_entity,
     delete_entity,
@@ -48,6 +50,24 @@ class ConnectionRepository:
         entity = to_entity(connection, connection.tenant_id, CONNECTION_ROW)
         etag = await replace_entity(table, entity, connection.etag)
         return connection.model_copy(update={"etag": etag})
+
+    async def update(
+        self, tenant_id: str, change: Callable[[Connection], dict[str, Any]], *, attempts: int = 3
+    ) -> Connection | None:
+        """Read, change and write back with the row's ETag; on a lost race re-read and apply again.
+
+        `change` gets the current row and returns the fields to set. None when there is no row.
+        """
+        for attempt in range(1, attempts + 1):
+            current = await self.get(tenant_id)
+            if current is None:
+                return None
+            try:
+                return await self.replace(current.model_copy(update=change(current)))
+            except PreconditionFailed:
+                if attempt == attempts:
+                    raise
+        return None
 
     async def delete(self, tenant_id: str) -> None:
         table = await self._store.table(CONNECTIONS)

@@ -1,0 +1,175 @@
+"""ServiceNow's Table API for one tenant's instance: create, read, and query with `Link` paging.
+
+Reads are retried (429/5xx/timeouts, honouring Retry-After). A create is sent once: whether a
+failed create may be repeated depends on finding the record it may have made, which is the
+ticketing service's business (it looks the ticket up by `correlation_id`). A 401 means the access
+token is no longer accepted: the token is refreshed once and the request replayed once, which is
+safe because ServiceNow did not process a request it refused to authenticate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from shared.errors import UpstreamError, UpstreamRejected
+from shared.models import Connection
+from shared.servicenow.tokens import AccessTokens
+from shared.servicenow.transport import RetryPolicy, send_with_retries
+
+logger = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+MAX_PAGE_SIZE = 1000
+_MAX_PAGES = 10_000
+_MESSAGE_LIMIT = 300
+
+
+class ServiceNowTables:
+    def __init__(
+        self, http: httpx.AsyncClient, tokens: AccessTokens, *, retry: RetryPolicy | None = None
+    ) -> None:
+        self._http = http
+        self._tokens = tokens
+        self._retry = retry or RetryPolicy()
+
+    async def create(self, connection: Connection, table: str, fields: dict[str, str]) -> Record:
+        """POST one record; sent once (see the module docstring).
+
+        Raises:
+            UpstreamRejected: ServiceNow refused the record (its message included).
+            UpstreamUnavailable: no answer, or a 429/5xx: the record may or may not exist.
+        """
+        url = _table_url(connection, table)
+        response = await self._send(connection, "POST", url, what=f"create {table}", retry=False, json=fields)
+        if response.status_code != 201:
+            raise _rejected(response, f"create a {table} record")
+        return _result(response)
+
+    async def get(self, connection: Connection, table: str, sys_id: str, fields: list[str]) -> Record | None:
+        url = f"{_table_url(connection, table)}/{sys_id}"
+        params = {"sysparm_fields": ",".join(fields), "sysparm_exclude_reference_link": "true"}
+        response = await self._send(connection, "GET", url, what=f"read {table}", params=params)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise _rejected(response, f"read a {table} record")
+        return _result(response)
+
+    async def find_one(
+        self, connection: Connection, table: str, query: str, fields: list[str]
+    ) -> Record | None:
+        async for page in self.query(connection, table, query, fields, page_size=1):
+            return page[0] if page else None
+        return None
+
+    async def query(
+        self,
+        connection: Connection,
+        table: str,
+        query: str,
+        fields: list[str],
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> AsyncIterator[list[Record]]:
+        """The matching records, a page at a time, following the `Link: rel="next"` header.
+
+        `query` should end in an ORDERBY: without a stable order, pages can repeat or skip rows.
+        """
+        params: dict[str, str] | None = {
+            "sysparm_query": query,
+            "sysparm_fields": ",".join(fields),
+            "sysparm_limit": str(min(page_size, MAX_PAGE_SIZE)),
+            "sysparm_offset": "0",
+            "sysparm_exclude_reference_link": "true",
+        }
+        url = _table_url(connection, table)
+        for _ in range(_MAX_PAGES):
+            response = await self._send(connection, "GET", url, what=f"query {table}", params=params)
+            if response.status_code == 404:
+                return  # v1 answers an empty result with 404
+            if response.status_code != 200:
+                raise _rejected(response, f"query {table}")
+            records = _results(response)
+            if records:
+                yield records
+            next_url = response.links.get("next", {}).get("url")
+            if not records or not next_url:
+                return
+            url, params = _same_instance(connection, next_url), None
+        raise UpstreamError(f"ServiceNow kept paging {table} past {_MAX_PAGES} pages.")
+
+    async def _send(
+        self, connection: Connection, method: str, url: str, *, what: str, retry: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        token = await self._tokens.access_token(connection)
+        response = await self._attempt(method, url, token.get_secret_value(), what, retry, kwargs)
+        if response.status_code != 401:
+            return response
+        logger.info("ServiceNow refused the access token (%s); refreshing it once", what)
+        token = await self._tokens.after_rejection(connection, token)
+        response = await self._attempt(method, url, token.get_secret_value(), what, retry, kwargs)
+        if response.status_code == 401:
+            raise UpstreamError("ServiceNow refused a freshly refreshed access token.")
+        return response
+
+    async def _attempt(
+        self, method: str, url: str, token: str, what: str, retry: bool, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        return await send_with_retries(
+            lambda: self._http.request(method, url, headers=headers, **kwargs),
+            self._retry,
+            what=what,
+            retry=retry,
+        )
+
+
+def _table_url(connection: Connection, table: str) -> str:
+    return f"{connection.instance_url.rstrip('/')}/api/now/table/{table}"
+
+
+def _same_instance(connection: Connection, url: str) -> str:
+    """A Link URL is followed only on the instance we called: our bearer token goes nowhere else."""
+    ours, theirs = urlsplit(connection.instance_url), urlsplit(url)
+    if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
+        raise UpstreamError("ServiceNow's paging link points at another host; not following it.")
+    return url
+
+
+def _result(response: httpx.Response) -> Record:
+    try:
+        result = response.json()["result"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UpstreamError("ServiceNow answered without a result.") from exc
+    if not isinstance(result, dict):
+        raise UpstreamError("ServiceNow answered with an unexpected result.")
+    return result
+
+
+def _results(response: httpx.Response) -> list[Record]:
+    try:
+        result = response.json()["result"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UpstreamError("ServiceNow answered without a result.") from exc
+    if not isinstance(result, list):
+        raise UpstreamError("ServiceNow answered with an unexpected result.")
+    return [record for record in result if isinstance(record, dict)]
+
+
+def _rejected(response: httpx.Response, action: str) -> UpstreamRejected:
+    """ServiceNow's own words from its `{"error": {"message", "detail"}}` envelope."""
+    message = detail = ""
+    try:
+        error = response.json().get("error") or {}
+        message, detail = str(error.get("message") or ""), str(error.get("detail") or "")
+    except (ValueError, AttributeError):
+        pass
+    said = ": ".join(part for part in (message, detail) if part and part != "null")[:_MESSAGE_LIMIT]
+    return UpstreamRejected(
+        f"ServiceNow refused to {action} (HTTP {response.status_code}){': ' + said if said else ''}."
+    )
