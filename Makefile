@@ -33,6 +33,9 @@ run: $(VENV)/.installed node_modules/.installed
 test: setup
 	CHECKOV=$(abspath $(IAC_VENV))/bin/checkov $(PY) -m pytest $(PYTEST_ARGS)
 
+iac-check: $(IAC_VENV)/.installed
+	cd infra && ../$(IAC_VENV)/bin/checkov --config-file .checkov.yaml
+
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

@@ -163,6 +163,13 @@ class LocalHost:
             await self._runner.cleanup()
         logger.info("Host stopped")
 
+    def set_queue_visibility_timeout(self, seconds: float) -> None:
+        """Change host.json's queues `visibilityTimeout` on the running host (tests: reach the
+        poison queue in a second rather than after 4 x 10 s)."""
+        self._config.visibility_timeout_s = seconds
+        for poller in self._pollers:
+            poller.retry_visibility_s = int(seconds)
+
     def _connection_string(self, setting: str) -> str:
         value = self._env.get(setting)
         if not value:

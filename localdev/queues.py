@@ -53,7 +53,8 @@ class QueuePoller:
         self._function = function
         self._invoke = invoke
         self._max_dequeue = max_dequeue_count
-        self._retry_visibility = int(visibility_timeout_s)
+        # Public so a test can shorten host.json's visibilityTimeout on a running host.
+        self.retry_visibility_s = int(visibility_timeout_s)
         self._max_poll = max(max_polling_interval_s, _MIN_POLL_S)
         self._batch = batch_size
         self._queue = QueueClient.from_connection_string(connection_string, function.queue_name)
@@ -120,7 +121,7 @@ class QueuePoller:
                 )
                 await self._to_poison(stored)
             else:
-                await self._queue.update_message(stored, visibility_timeout=self._retry_visibility)
+                await self._queue.update_message(stored, visibility_timeout=self.retry_visibility_s)
             return
         await self._queue.delete_message(stored)
 

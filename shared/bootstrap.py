@@ -22,9 +22,13 @@ if TYPE_CHECKING:
     from shared.servicenow.table_api import ServiceNowTables
     from shared.servicenow.tokens import AccessTokens
     from shared.services.provisioning import ProvisioningService
+    from shared.services.syncing import SyncService
+    from shared.services.ticketing import TicketingService
     from shared.stores.connections import ConnectionRepository, OAuthStateRepository
+    from shared.stores.queues import MessageQueue
     from shared.stores.secrets import SecretStore
     from shared.stores.tables import TableStore
+    from shared.stores.tickets import IdempotencyRepository, TicketRepository, TicketSyncRepository
 
 T = TypeVar("T")
 
@@ -102,14 +106,18 @@ class Container:
 
         return self._get(
             "access_tokens",
-            lambda: AccessTokens(secrets=self.secrets, oauth=self.servicenow_oauth, connections=self.connections),
+            lambda: AccessTokens(
+                secrets=self.secrets, oauth=self.servicenow_oauth, connections=self.connections
+            ),
         )
 
     @property
     def servicenow_tables(self) -> ServiceNowTables:
         from shared.servicenow.table_api import ServiceNowTables
 
-        return self._get("servicenow_tables", lambda: ServiceNowTables(self.servicenow_http, self.access_tokens))
+        return self._get(
+            "servicenow_tables", lambda: ServiceNowTables(self.servicenow_http, self.access_tokens)
+        )
 
     @property
     def connections(self) -> ConnectionRepository:
@@ -123,7 +131,60 @@ class Container:
 
         return self._get("oauth_states", lambda: OAuthStateRepository(self.tables))
 
+    @property
+    def tickets(self) -> TicketRepository:
+        from shared.stores.tickets import TicketRepository
+
+        return self._get("tickets", lambda: TicketRepository(self.tables))
+
+    @property
+    def idempotency(self) -> IdempotencyRepository:
+        from shared.stores.tickets import IdempotencyRepository
+
+        return self._get("idempotency", lambda: IdempotencyRepository(self.tables))
+
+    @property
+    def ticket_sync(self) -> TicketSyncRepository:
+        from shared.stores.tickets import TicketSyncRepository
+
+        return self._get("ticket_sync", lambda: TicketSyncRepository(self.tables))
+
+    @property
+    def sync_queue(self) -> MessageQueue:
+        from shared.models import SYNC_QUEUE
+
+        return self._get("sync_queue", lambda: self._build_queue(SYNC_QUEUE))
+
+    def _build_queue(self, name: str) -> MessageQueue:
+        from shared.stores.queues import StorageQueue
+
+        settings = self.settings
+        if settings.data_storage:
+            return StorageQueue.from_connection_string(settings.data_storage, name)
+        from azure.identity.aio import DefaultAzureCredential
+
+        assert settings.data_storage_queue_service_uri is not None  # the Settings validator ensures it
+        credential = DefaultAzureCredential(
+            managed_identity_client_id=settings.data_storage_client_id or settings.azure_client_id
+        )
+        return StorageQueue.from_service_uri(settings.data_storage_queue_service_uri, name, credential)
+
     # --- services ------------------------------------------------------------------------------
+
+    @property
+    def ticketing(self) -> TicketingService:
+        from shared.services.ticketing import TicketingService
+
+        return self._get(
+            "ticketing",
+            lambda: TicketingService(
+                connections=self.connections,
+                tickets=self.tickets,
+                idempotency=self.idempotency,
+                servicenow=self.servicenow_tables,
+                actions=self.graph,
+            ),
+        )
 
     @property
     def provisioning(self) -> ProvisioningService:
@@ -145,6 +206,21 @@ class Container:
             )
 
         return self._get("provisioning", build)
+
+    @property
+    def syncing(self) -> SyncService:
+        from shared.services.syncing import SyncService
+
+        return self._get(
+            "syncing",
+            lambda: SyncService(
+                connections=self.connections,
+                tickets=self.ticket_sync,
+                tokens=self.access_tokens,
+                records=self.servicenow_tables,
+                queue=self.sync_queue,
+            ),
+        )
 
     async def aclose(self) -> None:
         """Close every adapter that holds connections (the local host and tests call this)."""

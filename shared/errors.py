@@ -9,7 +9,8 @@
     ├── MethodNotAllowed              405 method_not_allowed
     ├── Conflict                      409 conflict
     │   ├── ConnectionNotReady        409 connection_not_ready
-    │   └── ReauthorizationRequired   409 reauthorization_required
+    │   ├── ReauthorizationRequired   409 reauthorization_required
+    │   └── IdempotencyKeyInProgress  409 idempotency_key_in_progress (carries retry_after seconds)
     ├── IdempotencyKeyReused          422 idempotency_key_reused
     └── UpstreamError                 502 upstream_error      (a dependency answered, but wrongly)
         ├── UpstreamRejected          502 upstream_rejected   (ServiceNow refused the record)
@@ -87,6 +88,15 @@ class ReauthorizationRequired(Conflict):
     default_message = "The ServiceNow authorization has expired or was revoked. An admin must re-authorize."
 
 
+class IdempotencyKeyInProgress(Conflict):
+    code = "idempotency_key_in_progress"
+    default_message = "A request with this Idempotency-Key is still being processed. Retry it shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
 class IdempotencyKeyReused(AppError):
     code = "idempotency_key_reused"
     default_message = "This Idempotency-Key was already used with a different request body."
@@ -106,9 +116,11 @@ class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
     default_message = "A service we depend on is unavailable or rate limiting us. Try again later."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 30) -> None:
+    def __init__(self, message: str | None = None, *, retry_after: int = 30, hinted: bool = False) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
+        # True when the upstream itself said how long to wait (Retry-After), not our own guess.
+        self.hinted = hinted
 
 
 class GrantRevoked(UpstreamError):
@@ -149,6 +161,6 @@ def error_body(error: AppError) -> dict[str, Any]:
 
 
 def error_headers(error: AppError) -> dict[str, str]:
-    if isinstance(error, UpstreamUnavailable):
+    if isinstance(error, UpstreamUnavailable | IdempotencyKeyInProgress):
         return {"Retry-After": str(error.retry_after)}
     return {}

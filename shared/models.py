@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel, to_pascal
 
 
@@ -98,8 +110,15 @@ class Connection(StoredRecord):
     refresh_token_expires_at: AwareDatetime | None = None
     last_sync_at: AwareDatetime | None = None
     last_error: str | None = None
+    # The OAuth state of the latest authorize URL: only that one may complete (an older URL, e.g.
+    # one a re-authorize replaced, is refused). None once connected.
+    pending_state_id: str | None = None
     state_names: StateNames = Field(default_factory=dict)
     watermarks: dict[str, str] = Field(default_factory=dict)
+    # Sync bookkeeping (issue 7): until when one worker owns this tenant's sync (so two messages for
+    # the same tenant never pull and write at once), and when every ticket was last reconciled.
+    sync_lease_until: AwareDatetime | None = None
+    last_reconciled_at: AwareDatetime | None = None
     updated_at: AwareDatetime
 
 
@@ -155,6 +174,9 @@ class ConnectionView(ApiModel):
     refresh_token_expires_at: AwareDatetime | None = None
     last_sync_at: AwareDatetime | None = None
     last_error: str | None = None
+    # True when the refresh token dies within 14 days: ServiceNow does not extend it on refresh,
+    # so an admin must re-authorize before then or the sync stops.
+    refresh_token_expires_soon: bool = False
     state_names: StateNames
 
 
@@ -173,3 +195,193 @@ class CallbackParams(BaseModel):
     state: str | None = Field(default=None, max_length=256)
     code: str | None = Field(default=None, max_length=4096)
     error: str | None = Field(default=None, max_length=256)
+
+
+# --- Tickets --------------------------------------------------------------------------------------
+
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+TicketType = Literal["incident", "change_request"]
+RecommendationSource = Literal["microsoft", "user"]
+IdempotencyStatus = Literal["in_progress", "completed"]
+TicketName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=160)]
+TicketDescription = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+
+
+class CreateTicket(ApiModel):
+    """POST /api/tickets.
+
+    `name`, `description` and `recommendationCategory` may be left out when `improvementActionId`
+    is given (they are then read from Secure Score). Whether `dueDate` is in the past depends on
+    the clock, so the service checks it, not the model.
+    """
+
+    type: TicketType
+    name: TicketName | None = None
+    description: TicketDescription | None = None
+    priority: int = Field(ge=1, le=5, strict=True)
+    due_date: date
+    recommendation_source: RecommendationSource
+    recommendation_category: RecommendationCategory | None = None
+    improvement_action_id: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"^[0-9A-Za-z_.-]+$"
+    )
+
+    @field_validator("due_date", mode="before")
+    @classmethod
+    def _calendar_date(cls, value: object) -> object:
+        # Lax `date` would also take numbers (Unix times) and full date-times: only YYYY-MM-DD is a due date.
+        if isinstance(value, str) and not _ISO_DATE.match(value):
+            raise ValueError("must be a date in the form YYYY-MM-DD")
+        if not isinstance(value, str | date):
+            raise ValueError("must be a date in the form YYYY-MM-DD")
+        return value
+
+    @model_validator(mode="after")
+    def _filled_or_from_secure_score(self) -> CreateTicket:
+        if self.improvement_action_id is None:
+            missing = [
+                alias
+                for alias, value in (
+                    ("name", self.name),
+                    ("recommendationCategory", self.recommendation_category),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} required unless improvementActionId is given")
+        return self
+
+
+class TicketView(ApiModel):
+    """A ticket as the portal shows it (DESIGN.md section 4)."""
+
+    id: str
+    type: TicketType
+    number: str
+    sys_id: str
+    url: str
+    state: str
+    state_name: str
+    name: str
+    description: str
+    priority: int
+    due_date: date
+    recommendation_source: RecommendationSource
+    recommendation_category: RecommendationCategory
+    improvement_action_id: str | None
+    created_by: str
+    created_at: AwareDatetime
+    state_updated_at: AwareDatetime
+    # Set when the sync found the record gone from ServiceNow; `state` is then the last one seen.
+    deleted_in_service_now_at: AwareDatetime | None = None
+
+
+class TicketPage(ApiModel):
+    items: list[TicketView]
+    continuation_token: str | None = None
+
+
+class TicketListQuery(ApiModel):
+    """GET /api/tickets query parameters."""
+
+    type: TicketType | None = None
+    state: str | None = Field(default=None, min_length=1, max_length=8, pattern=r"^-?[0-9]{1,6}$")
+    top: int = Field(default=50, ge=1, le=100)
+    continuation_token: str | None = Field(default=None, min_length=1, max_length=2048)
+
+
+class StateCount(ApiModel):
+    state: str
+    name: str
+    count: int
+
+
+class TicketTypeSummary(ApiModel):
+    total: int
+    states: list[StateCount]
+
+
+class TicketSummary(ApiModel):
+    """GET /api/tickets/summary: the portal's two cards, keyed like the ticket types."""
+
+    incident: TicketTypeSummary = Field(alias="incident")
+    change_request: TicketTypeSummary = Field(alias="change_request")
+
+
+class Ticket(StoredRecord):
+    """A ticket we created (`tickets` table, PK tenant id, RK ticket id: newest first).
+
+    `instance_url` is the instance the record lives in, so its link stays right after the tenant
+    connects another instance. `state` is ServiceNow's code; the sync (issue 7) moves it.
+    """
+
+    tenant_id: str
+    ticket_id: str
+    type: TicketType
+    sys_id: str
+    number: str
+    instance_url: str
+    name: str
+    description: str
+    priority: int
+    due_date: date
+    recommendation_source: RecommendationSource
+    recommendation_category: RecommendationCategory
+    improvement_action_id: str | None = None
+    created_by: str
+    created_by_name: str
+    created_at: AwareDatetime
+    state: str
+    state_updated_at: AwareDatetime
+    servicenow_updated_on: str | None = None
+
+    @field_serializer("due_date")
+    def _due_date_as_text(self, value: date) -> str:
+        return value.isoformat()  # Table Storage has no date type (only date-times)
+
+    # Set by the sync (issue 7) when the record no longer exists in ServiceNow: `state` then keeps
+    # the last state seen, and the portal shows the ticket as deleted rather than as that state.
+    deleted_in_servicenow_at: AwareDatetime | None = None
+
+
+class IdempotencyRecord(StoredRecord):
+    """A claimed Idempotency-Key (`idempotency` table, PK tenant id, RK sha256 hex of the key).
+
+    The ticket id is chosen before ServiceNow is called, so whoever finishes an interrupted create
+    can find the record by `correlation_id`. `lease_until` says until when the current attempt
+    owns the create; None or past means whoever holds the same request may take it over.
+    """
+
+    tenant_id: str
+    key_hash: str
+    fingerprint: str
+    ticket_id: str
+    status: IdempotencyStatus
+    created_by: str
+    created_by_name: str
+    created_at: AwareDatetime
+    lease_until: AwareDatetime | None = None
+    completed_at: AwareDatetime | None = None
+
+
+# --- Sync (issue 7) -----------------------------------------------------------------------------------
+
+SYNC_QUEUE = "sync-requests"  # the queue the timer fans out on; failures land in sync-requests-poison
+SyncReason = Literal["timer", "manual"]
+
+
+class SyncRequest(ApiModel):
+    """One message on the `sync-requests` queue: sync this tenant's tokens and ticket states."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    tenant_id: str = Field(min_length=1, max_length=100, pattern=r"^[0-9A-Za-z-]+$")
+    reason: SyncReason
+    requested_at: AwareDatetime
+
+
+class SyncQueued(ApiModel):
+    """POST /api/sync: the sync was queued (it runs shortly, on the queue worker)."""
+
+    status: Literal["queued"] = "queued"
+    requested_at: AwareDatetime

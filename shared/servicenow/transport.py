@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -115,5 +116,6 @@ async def send_with_retries(
     status = f"HTTP {response.status_code}" if response is not None else "no answer"
     raise UpstreamUnavailable(
         f"ServiceNow is unavailable or rate limiting us ({what}: {status}).",
-        retry_after=int(hinted) if hinted is not None else int(policy.max_backoff_s),
+        retry_after=math.ceil(hinted) if hinted is not None else int(policy.max_backoff_s),
+        hinted=hinted is not None,
     )

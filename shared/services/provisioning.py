@@ -4,7 +4,9 @@ remove.
 The OAuth `state` is random (256 bits), single use, valid for 10 minutes, and bound to the tenant
 and the admin who asked. Its PKCE verifier is never stored: it is derived from the state id with an
 app key kept in Key Vault, so a leaked table row cannot complete an authorization. Two callbacks
-racing with one state are settled by an ETag-conditional write: exactly one proceeds.
+racing with one state are settled by an ETag-conditional write: exactly one proceeds. Only the
+latest state issued for a tenant can complete (the connection row names it): asking for a fresh
+authorize URL, or configuring again, voids the ones handed out before.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ from shared.stores.tables import PreconditionFailed
 logger = logging.getLogger(__name__)
 
 STATE_LIFETIME = timedelta(minutes=10)
+# ServiceNow does not extend a refresh token when it is used: warn this long before it dies.
+REFRESH_TOKEN_WARNING = timedelta(days=14)
 STATE_KEY_NAME = "oauth-state"
-_WRITE_ATTEMPTS = 3
 _STATE_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
@@ -89,19 +92,22 @@ class ProvisioningService:
                 "clientSecret is required: no client secret is stored for this tenant yet.",
                 fields=[{"field": "clientSecret", "message": "required the first time"}],
             )
+        state = self._new_state(caller, instance.url, request.client_id)
         connection = Connection(
             tenant_id=caller.tenant_id,
             instance=instance.name,
             instance_url=instance.url,
             client_id=request.client_id,
             status=ConnectionStatus.PENDING_AUTHORIZATION,
+            pending_state_id=state.state_id,
             state_names=existing.state_names if existing else {},
             watermarks=existing.watermarks if existing and existing.instance_url == instance.url else {},
             updated_at=self._clock(),
         )
         await self._connections.put(connection)
+        await self._states.add(state)
         logger.info("ServiceNow instance %s configured; authorization pending", instance.url)
-        url = await self._new_authorization(caller, connection)
+        url = await self._authorize_url(state)
         return ConfigureResult(status=ConnectionStatus.PENDING_AUTHORIZATION, authorize_url=url)
 
     async def authorize(self, caller: Caller) -> AuthorizeResult:
@@ -109,7 +115,11 @@ class ProvisioningService:
         connection = await self._connections.get(caller.tenant_id)
         if connection is None:
             raise ConnectionNotReady("Configure the ServiceNow instance first (PUT /api/provisioning).")
-        return AuthorizeResult(authorize_url=await self._new_authorization(caller, connection))
+        state = self._new_state(caller, connection.instance_url, connection.client_id)
+        await self._states.add(state)
+        # From now on only this state may complete: an authorize URL handed out before is void.
+        await self._update(caller.tenant_id, lambda _: {"pending_state_id": state.state_id})
+        return AuthorizeResult(authorize_url=await self._authorize_url(state))
 
     async def status(self, tenant_id: str) -> ConnectionView:
         connection = await self._connections.get(tenant_id)
@@ -128,6 +138,11 @@ class ProvisioningService:
             refresh_token_expires_at=connection.refresh_token_expires_at,
             last_sync_at=connection.last_sync_at,
             last_error=connection.last_error,
+            refresh_token_expires_soon=(
+                connection.status == ConnectionStatus.CONNECTED
+                and connection.refresh_token_expires_at is not None
+                and connection.refresh_token_expires_at - self._clock() < REFRESH_TOKEN_WARNING
+            ),
             state_names=effective_state_names(connection.state_names),
         )
 
@@ -181,22 +196,23 @@ class ProvisioningService:
         await self._connections.delete(tenant_id)
         logger.info("ServiceNow connection removed")
 
-    async def _new_authorization(self, caller: Caller, connection: Connection) -> str:
+    def _new_state(self, caller: Caller, instance_url: str, client_id: str) -> OAuthState:
         now = self._clock()
-        state = OAuthState(
+        return OAuthState(
             state_id=token_urlsafe(32),
             tenant_id=caller.tenant_id,
             user_id=caller.user_id,
             user_name=caller.name,
-            instance_url=connection.instance_url,
-            client_id=connection.client_id,
+            instance_url=instance_url,
+            client_id=client_id,
             created_at=now,
             expires_at=now + STATE_LIFETIME,
         )
-        await self._states.add(state)
+
+    async def _authorize_url(self, state: OAuthState) -> str:
         return authorize_url(
-            connection.instance_url,
-            client_id=connection.client_id,
+            state.instance_url,
+            client_id=state.client_id,
             redirect_uri=self._config.redirect_uri,
             state=state.state_id,
             verifier=await self._verifier(state.state_id),
@@ -223,6 +239,8 @@ class ProvisioningService:
             state.client_id,
         ):
             raise CallbackFailed("configuration_changed")
+        if connection.pending_state_id != state.state_id:
+            raise CallbackFailed("superseded")
         if params.error or not params.code:
             reason = (
                 "denied" if params.error == "access_denied" or not params.code else "authorization_failed"
@@ -258,7 +276,13 @@ class ProvisioningService:
             "refresh_token_expires_at": tokens.refresh_token_expires_at,
             "last_error": None,
         }
-        await self._update(connection.tenant_id, lambda _: connected)
+
+        def connect(current: Connection) -> dict[str, Any]:
+            # Done with this state; a re-authorize issued meanwhile stays the one that may complete.
+            pending = None if current.pending_state_id == state.state_id else current.pending_state_id
+            return {**connected, "pending_state_id": pending}
+
+        await self._update(connection.tenant_id, connect)
         logger.info("ServiceNow connected for %s", connection.instance_url)
 
     async def _record_error(self, connection: Connection, message: str) -> None:
@@ -268,18 +292,13 @@ class ProvisioningService:
             logger.warning("Could not record the error on the connection")
 
     async def _update(self, tenant_id: str, change: Callable[[Connection], dict[str, Any]]) -> Connection:
-        """Read, change, write with the row's ETag; on a lost race, re-read and apply again."""
-        for attempt in range(1, _WRITE_ATTEMPTS + 1):
-            current = await self._connections.get(tenant_id)
-            if current is None:
-                raise ConnectionNotReady("The ServiceNow connection was removed.")
-            updated = current.model_copy(update={**change(current), "updated_at": self._clock()})
-            try:
-                return await self._connections.replace(updated)
-            except PreconditionFailed:
-                if attempt == _WRITE_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        """Change the connection row (ETag-safe, re-applied on a lost race) and stamp updated_at."""
+        updated = await self._connections.update(
+            tenant_id, lambda current: {**change(current), "updated_at": self._clock()}
+        )
+        if updated is None:
+            raise ConnectionNotReady("The ServiceNow connection was removed.")
+        return updated
 
     async def _verifier(self, state_id: str) -> str:
         key = await self._secrets.app_key(STATE_KEY_NAME)

@@ -142,9 +142,21 @@ async def replace_entity(table: TableClient, entity: dict[str, Any], etag: str) 
     return str(metadata.get("etag", ""))
 
 
-async def delete_entity(table: TableClient, partition_key: str, row_key: str) -> None:
-    with storage_errors(f"delete in {table.table_name}"):
-        await table.delete_entity(partition_key, row_key)
+async def delete_entity(
+    table: TableClient, partition_key: str, row_key: str, *, etag: str | None = None
+) -> None:
+    """Delete (a missing row is not an error). With `etag`: only if unchanged, else PreconditionFailed."""
+    if etag is None:
+        with storage_errors(f"delete in {table.table_name}"):
+            await table.delete_entity(partition_key, row_key)
+        return
+    try:
+        with storage_errors(f"delete in {table.table_name}"):
+            await table.delete_entity(
+                partition_key, row_key, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+    except (ResourceModifiedError, ResourceNotFoundError) as exc:
+        raise PreconditionFailed() from exc
 
 
 async def query(

@@ -1,0 +1,576 @@
+"""Tickets: create incident and change-request records in the tenant's ServiceNow, list them, count them.
+
+No duplicates, ever. The protocol (README "Idempotency" says it for API users):
+
+1. The Idempotency-Key (or, without one, a random key per request) is claimed with a conditional
+   insert into the `idempotency` table *before* ServiceNow is called. The claim holds the request
+   fingerprint, the ticket id chosen up front, and a lease: until `lease_until` the claimant alone
+   may send creates.
+2. The record goes to ServiceNow with `correlation_id` = that ticket id. A create is sent once per
+   attempt; after an ambiguous failure (timeout, dropped connection, 5xx, 429) ServiceNow is asked
+   for the correlation id before another attempt, so a record made by an answer we never heard is
+   found, not made again. The lease is renewed (ETag-conditional) before every attempt: an
+   attempt whose claim was taken over in the meantime is never sent.
+3. The ticket row is written, then the claim marked completed.
+
+A second request with the key finds the claim: another body is 422; completed returns the ticket
+(200); in progress with a live lease waits briefly for it, then 409 `idempotency_key_in_progress`
+with Retry-After; in progress with a free or expired lease (the first request gave up with a 503,
+or crashed) takes the lease over, looks ServiceNow up by correlation id, and creates only if
+nothing is there. Twenty concurrent requests with one key therefore make one record.
+
+What is left: ServiceNow may commit a create whose answer we gave up on after we looked it up
+(its transaction quota is 60 s; our lease, 90 s by default, and our lookups come sooner). The
+record would then exist twice; no client can prevent that without a server-side unique key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+from shared.errors import (
+    AppError,
+    BadRequest,
+    ConnectionNotReady,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    NotFound,
+    ReauthorizationRequired,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from shared.graph import ImprovementActions
+from shared.identity import Caller
+from shared.models import (
+    Connection,
+    ConnectionStatus,
+    CreateTicket,
+    IdempotencyRecord,
+    ImprovementAction,
+    RecommendationCategory,
+    StateCount,
+    Ticket,
+    TicketListQuery,
+    TicketPage,
+    TicketSummary,
+    TicketType,
+    TicketTypeSummary,
+    TicketView,
+)
+from shared.servicenow.states import CHANGE_REQUEST, DEFAULT_STATE_LABELS, INCIDENT, effective_state_names
+from shared.services import ticket_mapping as mapping
+from shared.stores.tables import PreconditionFailed
+from shared.stores.tickets import new_ticket_id
+
+logger = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+RECORD_FIELDS = ["sys_id", "number", "state", "priority", "sys_updated_on", "correlation_id"]
+_DEFAULT_STATE = {INCIDENT: "1", CHANGE_REQUEST: "-5"}
+_MAX_KEY_LENGTH = 255
+
+
+# --- ports ------------------------------------------------------------------------------------------
+
+
+class Connections(Protocol):
+    async def get(self, tenant_id: str) -> Connection | None: ...
+
+
+class Tickets(Protocol):
+    async def add(self, ticket: Ticket) -> Ticket: ...
+
+    async def get(self, tenant_id: str, ticket_id: str) -> Ticket | None: ...
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        type: TicketType | None = None,
+        state: str | None = None,
+        top: int = 50,
+        continuation_token: str | None = None,
+    ) -> tuple[list[Ticket], str | None]: ...
+
+    async def count_by_state(self, tenant_id: str) -> dict[tuple[str, str], int]: ...
+
+
+class IdempotencyClaims(Protocol):
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord: ...
+
+    async def get(self, tenant_id: str, key_hash: str) -> IdempotencyRecord | None: ...
+
+    async def replace(self, record: IdempotencyRecord) -> IdempotencyRecord: ...
+
+    async def release(self, record: IdempotencyRecord) -> None: ...
+
+
+class ServiceNowRecords(Protocol):
+    """The part of `ServiceNowTables` tickets need: `create` is sent once, `find_one` is retried."""
+
+    async def create(self, connection: Connection, table: str, fields: dict[str, str]) -> Record: ...
+
+    async def find_one(
+        self, connection: Connection, table: str, query: str, fields: list[str]
+    ) -> Record | None: ...
+
+
+@dataclass(frozen=True)
+class TicketingPolicy:
+    """How hard a create tries, and how the idempotency claim is shared between requests.
+
+    `lease` must outlast one create attempt including ServiceNow's own processing (its quota
+    cancels a transaction after 60 s), so a takeover never runs beside a live attempt.
+    """
+
+    create_attempts: int = 3
+    max_retry_wait_s: float = 10.0  # a longer Retry-After is passed on to the caller as a 503
+    backoff_s: float = 0.5  # between attempts when ServiceNow gave no Retry-After
+    lease: timedelta = timedelta(seconds=90)
+    wait_for_claim_s: float = 10.0  # a repeat waits this long for a concurrent create to finish
+    poll_interval_s: float = 0.1
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    ticket: TicketView
+    created: bool  # False: the ticket already existed for this Idempotency-Key
+
+
+@dataclass
+class _Held:
+    """The claim as this request last wrote it: its ETag moves with every lease renewal."""
+
+    claim: IdempotencyRecord
+
+
+@dataclass(frozen=True)
+class _Details:
+    """What goes into the record, after filling gaps from Secure Score."""
+
+    name: str
+    text: str
+    category: RecommendationCategory
+    action_id: str | None
+    action_link: str | None
+
+
+class TicketingService:
+    def __init__(
+        self,
+        *,
+        connections: Connections,
+        tickets: Tickets,
+        idempotency: IdempotencyClaims,
+        servicenow: ServiceNowRecords,
+        actions: ImprovementActions,
+        policy: TicketingPolicy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._connections = connections
+        self._tickets = tickets
+        self._idempotency = idempotency
+        self._servicenow = servicenow
+        self._actions = actions
+        self._policy = policy or TicketingPolicy()
+        self._clock = clock
+        self._sleep = sleep
+
+    # --- create ---------------------------------------------------------------------------------
+
+    async def create(
+        self, caller: Caller, request: CreateTicket, idempotency_key: str | None
+    ) -> CreateResult:
+        """Create the ticket, or return the one this Idempotency-Key already made.
+
+        Raises:
+            BadRequest: due date in the past, bad Idempotency-Key, unknown improvement action.
+            ConnectionNotReady, ReauthorizationRequired: ServiceNow cannot be used for the tenant.
+            IdempotencyKeyReused: the key was used with another body.
+            IdempotencyKeyInProgress: another request with the key is still creating the ticket.
+            UpstreamUnavailable: ServiceNow (or Graph, or storage) is down or rate limiting us.
+            UpstreamRejected: ServiceNow refused the record.
+        """
+        self._check_due_date(request.due_date)
+        key_hash = idempotency_key_hash(idempotency_key)
+        connection = await self._ready_connection(caller.tenant_id)
+        fingerprint = request_fingerprint(request)
+        details: _Details | None = None
+        for _ in range(3):  # a claim can vanish (released after a rejection) between reads
+            claim = await self._idempotency.get(caller.tenant_id, key_hash)
+            if claim is None:
+                details = details or await self._details(caller.tenant_id, request)
+                try:
+                    claim = await self._idempotency.claim(self._new_claim(caller, key_hash, fingerprint))
+                except PreconditionFailed:
+                    continue  # a concurrent request claimed it first: deal with its claim
+                ticket = await self._fulfil(claim, connection, request, details, look_first=False)
+                return CreateResult(ticket, created=True)
+            if claim.fingerprint != fingerprint:
+                raise IdempotencyKeyReused()
+            outcome = await self._await_or_take_over(claim)
+            if isinstance(outcome, Ticket):
+                return CreateResult(self._view(outcome, connection), created=False)
+            if outcome is not None:  # the lease is ours: finish what the earlier request started
+                details = details or await self._details(caller.tenant_id, request)
+                ticket = await self._fulfil(outcome, connection, request, details, look_first=True)
+                return CreateResult(ticket, created=True)
+        raise IdempotencyKeyInProgress()
+
+    def _check_due_date(self, due: date) -> None:
+        # A day is in the past only once it is over everywhere: the last place to leave a date
+        # is UTC-12, so a user late in the day west of Greenwich can still pick "today".
+        if due < (self._clock() - timedelta(hours=12)).date():
+            raise BadRequest(
+                "dueDate is in the past.", fields=[{"field": "dueDate", "message": "must not be in the past"}]
+            )
+
+    async def _ready_connection(self, tenant_id: str) -> Connection:
+        connection = await self._connections.get(tenant_id)
+        if connection is None or connection.status in (
+            ConnectionStatus.NOT_CONFIGURED,
+            ConnectionStatus.PENDING_AUTHORIZATION,
+        ):
+            raise ConnectionNotReady()
+        if connection.status == ConnectionStatus.REAUTHORIZATION_REQUIRED:
+            raise ReauthorizationRequired()
+        return connection
+
+    async def _details(self, tenant_id: str, request: CreateTicket) -> _Details:
+        action: ImprovementAction | None = None
+        action_id = request.improvement_action_id
+        if action_id is not None:
+            try:
+                action = await self._actions.get_improvement_action(tenant_id, action_id)
+            except NotFound as exc:
+                message = f"Improvement action {action_id} was not found in Microsoft Secure Score."
+                raise BadRequest(
+                    message, fields=[{"field": "improvementActionId", "message": message}]
+                ) from exc
+        name = request.name or (mapping.clip(action.title.strip(), mapping.NAME_MAX) if action else "")
+        if request.description is not None:
+            text = request.description
+        else:
+            text = (
+                mapping.clip(mapping.plain_text(action.remediation or ""), mapping.DESCRIPTION_MAX)
+                if action
+                else ""
+            )
+        category = request.recommendation_category or (action.control_category if action else None)
+        if not name or category is None:
+            missing = "name" if not name else "recommendationCategory"
+            message = f"{missing} is required: Secure Score has none for this improvement action."
+            raise BadRequest(message, fields=[{"field": missing, "message": message}])
+        link = mapping.improvement_action_link(action_id, action) if action_id is not None else None
+        return _Details(name=name, text=text, category=category, action_id=action_id, action_link=link)
+
+    def _new_claim(self, caller: Caller, key_hash: str, fingerprint: str) -> IdempotencyRecord:
+        now = self._clock()
+        return IdempotencyRecord(
+            tenant_id=caller.tenant_id,
+            key_hash=key_hash,
+            fingerprint=fingerprint,
+            ticket_id=new_ticket_id(now),
+            status="in_progress",
+            created_by=caller.user_id,
+            created_by_name=caller.name,
+            created_at=now,
+            lease_until=now + self._policy.lease,
+        )
+
+    async def _await_or_take_over(self, claim: IdempotencyRecord) -> Ticket | IdempotencyRecord | None:
+        """The finished ticket; or the claim with its lease now ours; or None if it was released.
+
+        Raises:
+            IdempotencyKeyInProgress: the claimant still holds its lease after our wait.
+        """
+        deadline = time.monotonic() + self._policy.wait_for_claim_s
+        current: IdempotencyRecord | None = claim
+        while current is not None:
+            ticket = await self._tickets.get(current.tenant_id, current.ticket_id)
+            if ticket is not None:
+                if current.status != "completed":  # the claimant stored the ticket, then stopped
+                    await self._mark_completed(current)
+                return ticket
+            now = self._clock()
+            if current.status == "in_progress" and (
+                current.lease_until is None or current.lease_until <= now
+            ):
+                try:
+                    return await self._idempotency.replace(
+                        current.model_copy(update={"lease_until": now + self._policy.lease})
+                    )
+                except PreconditionFailed:
+                    pass  # another request took it over first: wait for that one instead
+            elif time.monotonic() >= deadline:
+                left = (current.lease_until - now).total_seconds() if current.lease_until else 1.0
+                raise IdempotencyKeyInProgress(retry_after=min(5, math.ceil(left)))
+            else:
+                await self._sleep(self._policy.poll_interval_s)
+            current = await self._idempotency.get(claim.tenant_id, claim.key_hash)
+        return None
+
+    async def _fulfil(
+        self,
+        claim: IdempotencyRecord,
+        connection: Connection,
+        request: CreateTicket,
+        details: _Details,
+        *,
+        look_first: bool,
+    ) -> TicketView:
+        fields = mapping.record_fields(
+            ticket_id=claim.ticket_id,
+            ticket_type=request.type,
+            name=details.name,
+            text=details.text,
+            priority=request.priority,
+            due=request.due_date,
+            source=request.recommendation_source,
+            category=details.category,
+            action_id=details.action_id,
+            action_link=details.action_link,
+            user_name=claim.created_by_name,
+            user_id=claim.created_by,
+        )
+        held = _Held(claim)
+        try:
+            record = await self._create_or_find(held, connection, request.type, fields, look_first)
+        except UpstreamRejected:
+            await self._quietly(self._idempotency.release(held.claim))  # nothing was made: the key is free
+            raise
+        except IdempotencyKeyInProgress:
+            raise
+        except AppError:
+            # Keep the claim and its ticket id, but free the lease: a retry with the key looks the
+            # record up by correlation id before it creates anything.
+            await self._quietly(
+                self._idempotency.replace(held.claim.model_copy(update={"lease_until": None}))
+            )
+            raise
+        ticket = await self._store(self._ticket(held.claim, connection, request, details, record))
+        await self._mark_completed(held.claim)
+        logger.info("Created %s %s (ticket %s)", request.type, ticket.number, ticket.ticket_id)
+        return self._view(ticket, connection)
+
+    async def _create_or_find(
+        self,
+        held: _Held,
+        connection: Connection,
+        table: str,
+        fields: dict[str, str],
+        look_first: bool,
+    ) -> Record:
+        """The record: found by correlation id, or created by one of a few single-shot attempts."""
+        ticket_id = held.claim.ticket_id
+        query = f"correlation_id={ticket_id}^ORDERBYsys_created_on"
+        failure: UpstreamUnavailable | None = None
+        for attempt in range(1, self._policy.create_attempts + 1):
+            if look_first or attempt > 1:
+                found = await self._servicenow.find_one(connection, table, query, RECORD_FIELDS)
+                if found is not None:
+                    logger.info("Found the %s record of ticket %s by correlation id", table, ticket_id)
+                    return found
+            if attempt > 1:  # the first attempt runs on the lease just written by the claim or takeover
+                held.claim = await self._renew_lease(held.claim)
+            try:
+                return await self._servicenow.create(connection, table, fields)
+            except UpstreamUnavailable as exc:
+                failure = exc
+                logger.warning(
+                    "Creating ticket %s: attempt %d of %d failed (%s)",
+                    ticket_id,
+                    attempt,
+                    self._policy.create_attempts,
+                    exc.message,
+                )
+            wait = failure.retry_after if failure.hinted else self._policy.backoff_s * 2 ** (attempt - 1)
+            if attempt == self._policy.create_attempts or wait > self._policy.max_retry_wait_s:
+                break
+            await self._sleep(wait)
+        # The last attempt may have made the record before its answer was lost.
+        found = await self._servicenow.find_one(connection, table, query, RECORD_FIELDS)
+        if found is not None:
+            return found
+        assert failure is not None
+        raise failure
+
+    async def _renew_lease(self, claim: IdempotencyRecord) -> IdempotencyRecord:
+        try:
+            return await self._idempotency.replace(
+                claim.model_copy(update={"lease_until": self._clock() + self._policy.lease})
+            )
+        except PreconditionFailed as exc:
+            # Another request took over this key (our lease had run out): it owns the create now.
+            raise IdempotencyKeyInProgress() from exc
+
+    def _ticket(
+        self,
+        claim: IdempotencyRecord,
+        connection: Connection,
+        request: CreateTicket,
+        details: _Details,
+        record: Record,
+    ) -> Ticket:
+        now = self._clock()
+        priority = _int(record.get("priority"))
+        if priority != request.priority:
+            # The instance's lookup rules differ from ServiceNow's default matrix; show its answer.
+            logger.warning(
+                "ServiceNow set priority %s for requested %s", record.get("priority"), request.priority
+            )
+        return Ticket(
+            tenant_id=claim.tenant_id,
+            ticket_id=claim.ticket_id,
+            type=request.type,
+            sys_id=str(record.get("sys_id") or ""),
+            number=str(record.get("number") or ""),
+            instance_url=connection.instance_url,
+            name=details.name,
+            description=details.text,
+            priority=priority if priority in mapping.IMPACT_URGENCY else request.priority,
+            due_date=request.due_date,
+            recommendation_source=request.recommendation_source,
+            recommendation_category=details.category,
+            improvement_action_id=details.action_id,
+            created_by=claim.created_by,
+            created_by_name=claim.created_by_name,
+            created_at=now,
+            state=str(record.get("state") or _DEFAULT_STATE[request.type]),
+            state_updated_at=now,
+            servicenow_updated_on=str(record.get("sys_updated_on") or "") or None,
+        )
+
+    async def _store(self, ticket: Ticket) -> Ticket:
+        try:
+            return await self._tickets.add(ticket)
+        except PreconditionFailed:
+            existing = await self._tickets.get(ticket.tenant_id, ticket.ticket_id)
+            if existing is None:
+                raise
+            return existing  # a takeover stored it first
+
+    async def _mark_completed(self, claim: IdempotencyRecord) -> None:
+        current: IdempotencyRecord | None = claim
+        for _ in range(3):
+            if current is None or current.status == "completed":
+                return
+            try:
+                await self._idempotency.replace(
+                    current.model_copy(update={"status": "completed", "completed_at": self._clock()})
+                )
+                return
+            except PreconditionFailed:
+                current = await self._idempotency.get(claim.tenant_id, claim.key_hash)
+        # The ticket row exists, and readers treat a claim with a ticket row as completed.
+        logger.warning("Could not mark the claim of ticket %s completed", claim.ticket_id)
+
+    async def _quietly(self, write: Awaitable[Any]) -> None:
+        """Tidy-up after a failure: the original error is what the caller must see."""
+        try:
+            await write
+        except (AppError, PreconditionFailed):
+            logger.warning("Could not update the idempotency claim after a failed create")
+
+    # --- read -----------------------------------------------------------------------------------
+
+    async def list(self, tenant_id: str, query: TicketListQuery) -> TicketPage:
+        items, token = await self._tickets.page(
+            tenant_id,
+            type=query.type,
+            state=query.state,
+            top=query.top,
+            continuation_token=query.continuation_token,
+        )
+        connection = await self._connections.get(tenant_id)
+        return TicketPage(items=[self._view(t, connection) for t in items], continuation_token=token)
+
+    async def get(self, tenant_id: str, ticket_id: str) -> TicketView:
+        """One ticket of the tenant. Raises NotFound for unknown ids and other tenants' tickets."""
+        ticket = await self._tickets.get(tenant_id, ticket_id)
+        if ticket is None:
+            raise NotFound("No such ticket.")
+        return self._view(ticket, await self._connections.get(tenant_id))
+
+    async def summary(self, tenant_id: str) -> TicketSummary:
+        """The two cards: per type, the total and a count per state (every known state, then others)."""
+        counts = await self._tickets.count_by_state(tenant_id)
+        connection = await self._connections.get(tenant_id)
+        names = effective_state_names(connection.state_names if connection else {})
+
+        def card(table: str) -> TicketTypeSummary:
+            seen = [state for (kind, state) in counts if kind == table]
+            codes = [*DEFAULT_STATE_LABELS[table], *sorted(set(seen) - set(DEFAULT_STATE_LABELS[table]))]
+            states = [
+                StateCount(state=code, name=names[table].get(code, code), count=counts.get((table, code), 0))
+                for code in codes
+            ]
+            return TicketTypeSummary(total=sum(s.count for s in states), states=states)
+
+        return TicketSummary(incident=card(INCIDENT), change_request=card(CHANGE_REQUEST))
+
+    def _view(self, ticket: Ticket, connection: Connection | None) -> TicketView:
+        names = effective_state_names(connection.state_names if connection else {})
+        return TicketView(
+            id=ticket.ticket_id,
+            type=ticket.type,
+            number=ticket.number,
+            sys_id=ticket.sys_id,
+            url=mapping.record_url(ticket.instance_url, ticket.type, ticket.sys_id),
+            state=ticket.state,
+            state_name=names[ticket.type].get(ticket.state, ticket.state),
+            name=ticket.name,
+            description=ticket.description,
+            priority=ticket.priority,
+            due_date=ticket.due_date,
+            recommendation_source=ticket.recommendation_source,
+            recommendation_category=ticket.recommendation_category,
+            improvement_action_id=ticket.improvement_action_id,
+            created_by=ticket.created_by_name,
+            created_at=ticket.created_at,
+            state_updated_at=ticket.state_updated_at,
+            deleted_in_service_now_at=ticket.deleted_in_servicenow_at,
+        )
+
+
+def request_fingerprint(request: CreateTicket) -> str:
+    """sha256 of the validated request as canonical JSON: equal bodies, equal fingerprints."""
+    canonical = json.dumps(
+        request.model_dump(mode="json", by_alias=True),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def idempotency_key_hash(idempotency_key: str | None) -> str:
+    """The claim's row key. Without a key, a random one: our own retries are still deduplicated."""
+    if idempotency_key is None:
+        idempotency_key = secrets.token_urlsafe(32)
+    if (
+        not 1 <= len(idempotency_key) <= _MAX_KEY_LENGTH
+        or not idempotency_key.isprintable()
+        or not idempotency_key.isascii()
+    ):
+        message = f"Idempotency-Key must be 1 to {_MAX_KEY_LENGTH} printable ASCII characters."
+        raise BadRequest(message, fields=[{"field": "Idempotency-Key", "message": message}])
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None

@@ -1,0 +1,343 @@
+"""Repositories for the `tickets` and `idempotency` tables.
+
+Tickets live in one partition per tenant, keyed by ticket id. Ticket ids sort newest first (an
+inverted millisecond timestamp, then a random suffix), so a plain partition query already returns
+the newest tickets first and paging needs no sort of its own.
+
+Continuation tokens are Azure's own (next PartitionKey and RowKey), wrapped as opaque base64url
+JSON: the portal passes them back unchanged and never learns our keys' format.
+
+    TicketRepository
+        add(ticket)                         insert; PreconditionFailed if the id exists
+        get(tenant_id, ticket_id)           one ticket, or None (also for ids of another shape)
+        page(tenant_id, ...)                newest first, filters type/state, top, continuation
+        iter(tenant_id, ...)                every ticket of a tenant (summary, sync), newest first
+        apply_state_changes(tenant_id, changes)
+                                            merge new states in transactions of <= 100 rows
+
+    IdempotencyRepository
+        claim(record)   conditional insert; PreconditionFailed when the key is taken
+        get(tenant_id, key_hash)
+        replace(record) ETag-conditional write (lease takeover, completion)
+        release(record) ETag-conditional delete (the create failed for good; the key is free)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
+
+from shared.errors import BadRequest
+from shared.models import IdempotencyRecord, Ticket, TicketType
+from shared.stores.tables import (
+    TableStore,
+    create_entity,
+    delete_entity,
+    from_entity,
+    get_entity,
+    query,
+    replace_entity,
+    storage_errors,
+    to_entity,
+)
+
+TICKETS = "tickets"
+IDEMPOTENCY = "idempotency"
+MAX_BATCH = 100  # Table Storage's limit of operations in one transaction
+_MAX_MS = 10**13 - 1  # inverted timestamps stay 13 digits until the year 2286
+TICKET_ID = re.compile(r"^[0-9]{13}[0-9a-f]{8}$")
+_KEY_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def new_ticket_id(now: datetime | None = None) -> str:
+    """A ticket id that sorts before every earlier one: 13-digit inverted epoch ms + 8 hex.
+
+    21 characters, fits ServiceNow's 100-character `correlation_id`, safe in a URL and a RowKey.
+    """
+    millis = int((now.timestamp() if now is not None else time.time()) * 1000)
+    return f"{_MAX_MS - millis:013d}{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class TicketStateChange:
+    """A ticket's new ServiceNow state, as the sync (issue 7) observed it."""
+
+    ticket_id: str
+    state: str
+    state_updated_at: datetime
+    servicenow_updated_on: str | None = None  # ServiceNow's sys_updated_on, kept for the watermark
+
+
+@dataclass(frozen=True)
+class StateChangeResult:
+    applied: int
+    missing: tuple[str, ...]  # ticket ids with no row (never created here, or another tenant's)
+
+
+class TicketRepository:
+    def __init__(self, store: TableStore) -> None:
+        self._store = store
+
+    async def add(self, ticket: Ticket) -> Ticket:
+        """Insert a new ticket row. PreconditionFailed if the ticket id already exists."""
+        table = await self._store.table(TICKETS)
+        etag = await create_entity(table, to_entity(ticket, ticket.tenant_id, ticket.ticket_id))
+        return ticket.model_copy(update={"etag": etag})
+
+    async def get(self, tenant_id: str, ticket_id: str) -> Ticket | None:
+        if not TICKET_ID.match(ticket_id):
+            return None  # not one of our ids: nothing to look up
+        table = await self._store.table(TICKETS)
+        entity = await get_entity(table, tenant_id, ticket_id)
+        return None if entity is None else from_entity(Ticket, entity, frozenset())
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        type: TicketType | None = None,
+        state: str | None = None,
+        top: int = 50,
+        continuation_token: str | None = None,
+    ) -> tuple[list[Ticket], str | None]:
+        """One page of the tenant's tickets, newest first, and the token of the next (None at the end).
+
+        Table Storage may return fewer than `top` rows with a token (a filter that skips many
+        rows, or a partition boundary), so a short page is not the last one: only a None token is.
+
+        Raises:
+            BadRequest: the continuation token is not one this method issued for this tenant.
+        """
+        table = await self._store.table(TICKETS)
+        query_filter, parameters = _filter(tenant_id, type, state)
+        resume = decode_continuation(continuation_token, tenant_id) if continuation_token else None
+        with storage_errors(f"list {TICKETS}"):
+            entities = table.query_entities(query_filter, parameters=parameters, results_per_page=top)
+            # The SDK types the token as str, but its table pager reads (and returns) a dict.
+            pages = entities.by_page(continuation_token=resume)  # type: ignore[arg-type]
+            items: list[Ticket] = []
+            async for page in pages:
+                items = [from_entity(Ticket, entity, frozenset()) async for entity in page]
+                break
+            following: Any = getattr(pages, "continuation_token", None)
+        return items, encode_continuation(following, tenant_id) if following else None
+
+    async def iter(self, tenant_id: str, *, type: TicketType | None = None) -> AsyncIterator[Ticket]:
+        """Every ticket of the tenant, newest first."""
+        table = await self._store.table(TICKETS)
+        query_filter, parameters = _filter(tenant_id, type, None)
+        async for entity in query(table, query_filter, parameters):
+            yield from_entity(Ticket, entity, frozenset())
+
+    async def count_by_state(self, tenant_id: str) -> dict[tuple[str, str], int]:
+        """(type, state) -> number of tickets, reading only those two columns."""
+        table = await self._store.table(TICKETS)
+        counts: dict[tuple[str, str], int] = {}
+        with storage_errors(f"list {TICKETS}"):
+            async for entity in table.query_entities(
+                "PartitionKey eq @tenant", parameters={"tenant": tenant_id}, select=["Type", "State"]
+            ):
+                key = (str(entity.get("Type")), str(entity.get("State")))
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    async def apply_state_changes(
+        self, tenant_id: str, changes: Sequence[TicketStateChange]
+    ) -> StateChangeResult:
+        """Merge new states into the tenant's ticket rows, up to 100 rows per transaction.
+
+        Only `State`, `StateUpdatedAt` and `ServicenowUpdatedOn` are written (a merge, without an
+        ETag): the sync owns these columns and nothing else writes them after creation, and a
+        merge cannot undo a concurrent change to any other column. Applying the same change twice
+        is harmless. A transaction fails whole when one of its rows is missing; that batch is then
+        applied row by row and the missing ids are reported instead of failing the sync.
+        """
+        table = await self._store.table(TICKETS)
+        latest = {change.ticket_id: change for change in changes}  # the last word on each ticket
+        entities = [_state_entity(tenant_id, change) for change in latest.values()]
+        applied, missing = 0, []
+        for start in range(0, len(entities), MAX_BATCH):
+            batch = entities[start : start + MAX_BATCH]
+            operations: list[Any] = [("update", entity, {"mode": UpdateMode.MERGE}) for entity in batch]
+            with storage_errors(f"update {TICKETS}"):
+                try:
+                    await table.submit_transaction(operations)
+                except TableTransactionError:
+                    pass  # a row is missing (or the batch failed otherwise): go row by row below
+                else:
+                    applied += len(batch)
+                    continue
+            for entity in batch:
+                try:
+                    with storage_errors(f"update {TICKETS}"):
+                        await table.update_entity(entity, mode=UpdateMode.MERGE)
+                    applied += 1
+                except ResourceNotFoundError:
+                    missing.append(str(entity["RowKey"]))
+        return StateChangeResult(applied=applied, missing=tuple(missing))
+
+
+class IdempotencyRepository:
+    def __init__(self, store: TableStore) -> None:
+        self._store = store
+
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord:
+        """Insert the claim. PreconditionFailed when the key is already claimed (by anyone)."""
+        table = await self._store.table(IDEMPOTENCY)
+        etag = await create_entity(table, to_entity(record, record.tenant_id, record.key_hash))
+        return record.model_copy(update={"etag": etag})
+
+    async def get(self, tenant_id: str, key_hash: str) -> IdempotencyRecord | None:
+        if not _KEY_HASH.match(key_hash):
+            return None
+        table = await self._store.table(IDEMPOTENCY)
+        entity = await get_entity(table, tenant_id, key_hash)
+        return None if entity is None else from_entity(IdempotencyRecord, entity, frozenset())
+
+    async def replace(self, record: IdempotencyRecord) -> IdempotencyRecord:
+        """Write only if nobody changed the claim since it was read; PreconditionFailed otherwise."""
+        if record.etag is None:
+            raise ValueError("replace needs a claim read from the table (with its ETag)")
+        table = await self._store.table(IDEMPOTENCY)
+        entity = to_entity(record, record.tenant_id, record.key_hash)
+        etag = await replace_entity(table, entity, record.etag)
+        return record.model_copy(update={"etag": etag})
+
+    async def release(self, record: IdempotencyRecord) -> None:
+        """Delete the claim if unchanged since read (PreconditionFailed otherwise)."""
+        if record.etag is None:
+            raise ValueError("release needs a claim read from the table (with its ETag)")
+        table = await self._store.table(IDEMPOTENCY)
+        await delete_entity(table, record.tenant_id, record.key_hash, etag=record.etag)
+
+
+def _filter(tenant_id: str, type: TicketType | None, state: str | None) -> tuple[str, dict[str, Any]]:
+    clauses, parameters = ["PartitionKey eq @tenant"], {"tenant": tenant_id}
+    if type is not None:
+        clauses.append("Type eq @type")
+        parameters["type"] = type
+    if state is not None:
+        clauses.append("State eq @state")
+        parameters["state"] = state
+    return " and ".join(clauses), parameters
+
+
+def _state_entity(tenant_id: str, change: TicketStateChange) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": tenant_id,
+        "RowKey": change.ticket_id,
+        "State": change.state,
+        "StateUpdatedAt": change.state_updated_at,
+    }
+    if change.servicenow_updated_on is not None:
+        entity["ServicenowUpdatedOn"] = change.servicenow_updated_on
+    return entity
+
+
+def encode_continuation(token: dict[str, Any], tenant_id: str) -> str:
+    # Azure's next keys are encoded by the service, so the tenant is named beside them: a token is
+    # only accepted back from the tenant it was issued to. (The query's PartitionKey filter would
+    # keep other tenants' rows out anyway; this makes a misused token a clear 400.)
+    payload = {"t": tenant_id, "pk": token.get("PartitionKey"), "rk": token.get("RowKey")}
+    raw = json.dumps(payload, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+
+def decode_continuation(token: str, tenant_id: str) -> dict[str, str]:
+    """Azure's continuation from our opaque token; BadRequest if it was not issued for this tenant."""
+    invalid = BadRequest(
+        "continuationToken is not valid: pass back the token of the previous page unchanged.",
+        fields=[{"field": "continuationToken", "message": "not a token issued by this API"}],
+    )
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise invalid from exc
+    if not isinstance(data, dict) or data.get("t") != tenant_id:
+        raise invalid
+    if not isinstance(data.get("pk"), str) or not isinstance(data.get("rk"), str):
+        raise invalid
+    return {"PartitionKey": data["pk"], "RowKey": data["rk"]}
+
+
+# --- Sync support (issue 7, added by the sync work; append-only section) ------------------------------
+
+
+@dataclass(frozen=True)
+class TicketSyncEntry:
+    """What the sync needs to know about one of our tickets (a few columns, not the whole row)."""
+
+    ticket_id: str
+    type: str
+    sys_id: str
+    state: str
+    created_at: datetime | None
+    deleted: bool
+
+
+_SYNC_COLUMNS = ["RowKey", "Type", "SysId", "State", "CreatedAt", "DeletedInServicenowAt"]
+
+
+async def ticket_sync_index(store: TableStore, tenant_id: str) -> dict[str, TicketSyncEntry]:
+    """Every ticket of the tenant by id, reading only the columns the sync compares.
+
+    One partition query: a page per 1,000 rows is one storage transaction, whatever the row size.
+    """
+    table = await store.table(TICKETS)
+    index: dict[str, TicketSyncEntry] = {}
+    with storage_errors(f"list {TICKETS}"):
+        async for entity in table.query_entities(
+            "PartitionKey eq @tenant",
+            parameters={"tenant": tenant_id},
+            select=_SYNC_COLUMNS,
+            results_per_page=1000,
+        ):
+            created = entity.get("CreatedAt")
+            index[str(entity["RowKey"])] = TicketSyncEntry(
+                ticket_id=str(entity["RowKey"]),
+                type=str(entity.get("Type") or ""),
+                sys_id=str(entity.get("SysId") or ""),
+                state=str(entity.get("State") or ""),
+                created_at=created if isinstance(created, datetime) else None,
+                deleted=entity.get("DeletedInServicenowAt") is not None,
+            )
+    return index
+
+
+async def mark_tickets_deleted(
+    store: TableStore, tenant_id: str, ticket_ids: Sequence[str], at: datetime
+) -> int:
+    """Flag tickets whose record is gone from ServiceNow, up to 100 rows per transaction (merge)."""
+    table = await store.table(TICKETS)
+    entities = [
+        {"PartitionKey": tenant_id, "RowKey": ticket_id, "DeletedInServicenowAt": at}
+        for ticket_id in ticket_ids
+    ]
+    for start in range(0, len(entities), MAX_BATCH):
+        operations: list[Any] = [
+            ("update", entity, {"mode": UpdateMode.MERGE}) for entity in entities[start : start + MAX_BATCH]
+        ]
+        with storage_errors(f"update {TICKETS}"):
+            await table.submit_transaction(operations)
+    return len(entities)
+
+
+class TicketSyncRepository(TicketRepository):
+    """The ticket repository plus the sync's reads and deletion marks (issue 7)."""
+
+    async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
+        return await ticket_sync_index(self._store, tenant_id)
+
+    async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
+        return await mark_tickets_deleted(self._store, tenant_id, ticket_ids, at)

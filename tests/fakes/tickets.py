@@ -1,0 +1,182 @@
+"""Dict-backed ticket and idempotency repositories, a scriptable ServiceNow, and Secure Score actions.
+
+Same contracts as the real adapters: every write hands out a new ETag, `claim`/`add` refuse an
+existing key, `replace`/`release` refuse a stale ETag (`PreconditionFailed`). `FakeServiceNow`
+keeps the records it made and plays scripted outcomes for the next creates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.errors import NotFound, UpstreamRejected, UpstreamUnavailable
+from shared.models import Connection, IdempotencyRecord, ImprovementAction, Ticket, TicketType
+from shared.services.ticketing import IdempotencyClaims, ServiceNowRecords, Tickets
+from shared.stores.tables import PreconditionFailed
+
+_etags = (f'W/"t{n}"' for n in itertools.count(1))
+_MATRIX = {(i, u): min(5, i + u - 1) for i in (1, 2, 3) for u in (1, 2, 3)}  # ServiceNow's default
+
+
+class InMemoryTickets:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Ticket] = {}
+
+    async def add(self, ticket: Ticket) -> Ticket:
+        key = (ticket.tenant_id, ticket.ticket_id)
+        if key in self.rows:
+            raise PreconditionFailed()
+        self.rows[key] = ticket.model_copy(update={"etag": next(_etags)})
+        return self.rows[key]
+
+    async def get(self, tenant_id: str, ticket_id: str) -> Ticket | None:
+        return self.rows.get((tenant_id, ticket_id))
+
+    async def page(
+        self,
+        tenant_id: str,
+        *,
+        type: TicketType | None = None,
+        state: str | None = None,
+        top: int = 50,
+        continuation_token: str | None = None,
+    ) -> tuple[list[Ticket], str | None]:
+        rows = sorted(
+            (t for (tenant, _), t in self.rows.items() if tenant == tenant_id),
+            key=lambda t: t.ticket_id,
+        )
+        rows = [t for t in rows if (type is None or t.type == type) and (state is None or t.state == state)]
+        start = int(continuation_token or 0)
+        following = str(start + top) if start + top < len(rows) else None
+        return rows[start : start + top], following
+
+    async def count_by_state(self, tenant_id: str) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for (tenant, _), ticket in self.rows.items():
+            if tenant == tenant_id:
+                counts[(ticket.type, ticket.state)] = counts.get((ticket.type, ticket.state), 0) + 1
+        return counts
+
+
+class InMemoryClaims:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], IdempotencyRecord] = {}
+
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord:
+        key = (record.tenant_id, record.key_hash)
+        await asyncio.sleep(0)  # let concurrent requests interleave, as real I/O would
+        if key in self.rows:
+            raise PreconditionFailed()
+        self.rows[key] = record.model_copy(update={"etag": next(_etags)})
+        return self.rows[key]
+
+    async def get(self, tenant_id: str, key_hash: str) -> IdempotencyRecord | None:
+        await asyncio.sleep(0)
+        return self.rows.get((tenant_id, key_hash))
+
+    async def replace(self, record: IdempotencyRecord) -> IdempotencyRecord:
+        key = (record.tenant_id, record.key_hash)
+        current = self.rows.get(key)
+        if current is None or current.etag != record.etag:
+            raise PreconditionFailed()
+        self.rows[key] = record.model_copy(update={"etag": next(_etags)})
+        return self.rows[key]
+
+    async def release(self, record: IdempotencyRecord) -> None:
+        key = (record.tenant_id, record.key_hash)
+        current = self.rows.get(key)
+        if current is not None and current.etag != record.etag:
+            raise PreconditionFailed()
+        self.rows.pop(key, None)
+
+
+Outcome = Literal["ok", "lost", "unavailable", "rejected", "rate_limited"]
+
+
+@dataclass
+class FakeServiceNow:
+    """Records by table. `outcomes` scripts the next creates (then "ok"):
+
+    - "lost": the record is made, then the answer is lost (UpstreamUnavailable) — a 201 we never saw;
+    - "unavailable": nothing is made (UpstreamUnavailable, retry_after 1);
+    - "rate_limited": nothing is made (UpstreamUnavailable with `rate_limit_retry_after`);
+    - "rejected": ServiceNow refuses the record (UpstreamRejected).
+    """
+
+    records: dict[str, list[dict[str, str]]] = field(
+        default_factory=lambda: {"incident": [], "change_request": []}
+    )
+    outcomes: list[Outcome] = field(default_factory=list)
+    rate_limit_retry_after: int = 1
+    creates: int = 0
+    lookups: list[str] = field(default_factory=list)
+
+    async def create(self, connection: Connection, table: str, fields: dict[str, str]) -> dict[str, Any]:
+        self.creates += 1
+        await asyncio.sleep(0)
+        outcome = self.outcomes.pop(0) if self.outcomes else "ok"
+        if outcome == "rejected":
+            raise UpstreamRejected(
+                "ServiceNow refused to create a incident record (HTTP 403): Operation Failed."
+            )
+        if outcome == "unavailable":
+            raise UpstreamUnavailable("ServiceNow did not answer.", retry_after=1)
+        if outcome == "rate_limited":
+            raise UpstreamUnavailable("rate limited", retry_after=self.rate_limit_retry_after, hinted=True)
+        record = self._insert(table, fields)
+        if outcome == "lost":
+            raise UpstreamUnavailable("ServiceNow did not answer (create).", retry_after=1)
+        return dict(record)
+
+    async def find_one(
+        self, connection: Connection, table: str, query: str, fields: list[str]
+    ) -> dict[str, Any] | None:
+        self.lookups.append(query)
+        match = re.fullmatch(r"correlation_id=([0-9a-f]+)\^ORDERBYsys_created_on", query)
+        assert match, query
+        found = [r for r in self.records[table] if r["correlation_id"] == match.group(1)]
+        return {name: found[0].get(name, "") for name in fields} if found else None
+
+    def _insert(self, table: str, fields: dict[str, str]) -> dict[str, str]:
+        prefix, state = ("INC", "1") if table == "incident" else ("CHG", "-5")
+        number = f"{prefix}{10001 + len(self.records[table]):07d}"
+        priority = _MATRIX[(int(fields["impact"]), int(fields["urgency"]))]
+        record = {
+            **fields,
+            "sys_id": secrets.token_hex(16),
+            "number": number,
+            "state": state,
+            "priority": str(priority),
+            "sys_updated_on": "2026-06-01 10:00:00",
+        }
+        self.records[table].append(record)
+        return record
+
+
+class FakeActions:
+    def __init__(self, *actions: ImprovementAction) -> None:
+        self.actions = {action.id: action for action in actions}
+        self.calls = 0
+
+    async def get_improvement_action(self, tenant_id: str, action_id: str) -> ImprovementAction:
+        self.calls += 1
+        if action_id not in self.actions:
+            raise NotFound(f"Improvement action {action_id} was not found in Microsoft Secure Score.")
+        return self.actions[action_id]
+
+    async def list_improvement_actions(
+        self, tenant_id: str, *, page_size: int | None = None
+    ) -> list[ImprovementAction]:
+        return list(self.actions.values())
+
+
+def _conforms(tickets: InMemoryTickets, claims: InMemoryClaims, servicenow: FakeServiceNow) -> None:
+    # mypy checks here that the fakes implement the service's ports.
+    _tickets: Tickets = tickets
+    _claims: IdempotencyClaims = claims
+    _servicenow: ServiceNowRecords = servicenow

@@ -1,0 +1,334 @@
+"""TicketingService with dict-backed fakes: mapping, idempotency, dedupe by correlation id, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.errors import (
+    BadRequest,
+    ConnectionNotReady,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    NotFound,
+    ReauthorizationRequired,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from shared.identity import Caller, Role
+from shared.models import Connection, ConnectionStatus, CreateTicket, ImprovementAction, TicketListQuery
+from shared.services import ticket_mapping
+from shared.services.ticketing import (
+    CreateResult,
+    TicketingPolicy,
+    TicketingService,
+    idempotency_key_hash,
+)
+from tests.fakes.connections import InMemoryConnectionRepository
+from tests.fakes.tickets import FakeActions, FakeServiceNow, InMemoryClaims, InMemoryTickets
+
+TENANT = "11111111-1111-1111-1111-111111111111"
+NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
+CALLER = Caller(TENANT, "22222222-2222-2222-2222-222222222222", "Wendy Writer", frozenset({Role.READ_WRITE}))
+ACTION = ImprovementAction(
+    id="AdminMFAV2",
+    title="Require MFA for administrative roles",
+    remediation="<p>1. Sign in.<br/>2. Create a policy &amp; turn it on.</p>",
+    control_category="Identity",
+    action_url="https://portal.azure.com/#view/ca",
+)
+
+
+@dataclass
+class World:
+    servicenow: FakeServiceNow = field(default_factory=FakeServiceNow)
+    tickets: InMemoryTickets = field(default_factory=InMemoryTickets)
+    claims: InMemoryClaims = field(default_factory=InMemoryClaims)
+    connections: InMemoryConnectionRepository = field(default_factory=InMemoryConnectionRepository)
+    actions: FakeActions = field(default_factory=lambda: FakeActions(ACTION))
+    now: datetime = NOW
+    slept: list[float] = field(default_factory=list)
+    policy: TicketingPolicy = field(default_factory=TicketingPolicy)
+
+    def __post_init__(self) -> None:
+        self.connections.rows[TENANT] = Connection(
+            tenant_id=TENANT,
+            instance="contoso",
+            instance_url="https://contoso.service-now.com",
+            client_id="abc",
+            status=ConnectionStatus.CONNECTED,
+            state_names={"incident": {"1": "Open"}},
+            updated_at=NOW,
+        )
+
+    @property
+    def service(self) -> TicketingService:
+        return TicketingService(
+            connections=self.connections,
+            tickets=self.tickets,
+            idempotency=self.claims,
+            servicenow=self.servicenow,
+            actions=self.actions,
+            policy=self.policy,
+            clock=lambda: self.now,
+            sleep=self._sleep,
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+    async def create(self, key: str | None = "key-1", **changes: Any) -> CreateResult:
+        return await self.service.create(CALLER, request(**changes), key)
+
+    def all_records(self) -> list[dict[str, str]]:
+        return [*self.servicenow.records["incident"], *self.servicenow.records["change_request"]]
+
+
+def request(**changes: Any) -> CreateTicket:
+    body: dict[str, Any] = {
+        "type": "incident",
+        "name": "Turn on MFA",
+        "description": "Admins use passwords only.",
+        "priority": 2,
+        "dueDate": "2026-06-30",
+        "recommendationSource": "user",
+        "recommendationCategory": "Identity",
+    }
+    body.update(changes)
+    return CreateTicket.model_validate({k: v for k, v in body.items() if v is not None})
+
+
+async def test_an_incident_maps_every_field() -> None:
+    world = World()
+    result = await world.create()
+    [record] = world.servicenow.records["incident"]
+    ticket = result.ticket
+    assert result.created
+    assert record["short_description"] == "Turn on MFA"
+    assert record["description"] == (
+        "Admins use passwords only.\n\n-- Microsoft 365 Security Connector --\nTask: Turn on MFA\n"
+        "Recommendation source: User\nRecommendation category: Identity\n"
+        f"Requested by: Wendy Writer ({CALLER.user_id})\nConnector ticket id: {ticket.id}"
+    )
+    assert (record["impact"], record["urgency"]) == ("1", "2")
+    assert record["due_date"] == "2026-06-30 23:59:59"
+    assert record["correlation_id"] == ticket.id
+    assert record["correlation_display"] == "Microsoft 365 Security Connector"
+    assert (ticket.number, ticket.sys_id) == (record["number"], record["sys_id"])
+    assert ticket.url == (
+        f"https://contoso.service-now.com/nav_to.do?uri=incident.do%3Fsys_id%3D{record['sys_id']}"
+    )
+    assert (ticket.state, ticket.state_name, ticket.priority) == ("1", "Open", 2)
+    assert (ticket.due_date, ticket.created_by, ticket.created_at) == (date(2026, 6, 30), "Wendy Writer", NOW)
+    assert await world.service.get(TENANT, ticket.id) == ticket
+
+
+@pytest.mark.parametrize("priority", [1, 2, 3, 4, 5])
+async def test_impact_and_urgency_give_back_the_requested_priority(priority: int) -> None:
+    world = World()
+    sent = ticket_mapping.record_fields(
+        ticket_id="t", ticket_type="incident", name="n", text="", priority=priority, due=date(2026, 1, 1),
+        source="user", category="Data", action_id=None, action_link=None, user_name="u", user_id="i",
+    )  # fmt: skip
+    assert "priority" not in sent
+    result = await world.create(priority=priority)
+    assert result.ticket.priority == priority
+    assert world.servicenow.records["incident"][0]["priority"] == str(priority)
+
+
+async def test_a_change_request_is_prefixed_and_long_names_are_cut_to_160() -> None:
+    world = World()
+    await world.create(type="change_request", name="n" * 160)
+    [record] = world.servicenow.records["change_request"]
+    assert record["short_description"].startswith(
+        "Microsoft 365 Security and Configuration Change Request: nnn"
+    )
+    assert len(record["short_description"]) == 160
+    assert record["short_description"].endswith("…")
+    assert f"Task: {'n' * 160}" in record["description"]
+
+
+async def test_secure_score_fills_what_is_missing() -> None:
+    world = World()
+    result = await world.create(
+        name=None, description=None, recommendationCategory=None, improvementActionId="AdminMFAV2"
+    )
+    ticket = result.ticket
+    assert ticket.name == "Require MFA for administrative roles"
+    assert ticket.description == "1. Sign in.\n2. Create a policy & turn it on."
+    assert ticket.recommendation_category == "Identity"
+    description = world.servicenow.records["incident"][0]["description"]
+    assert (
+        "Improvement action: AdminMFAV2\nImprovement action link: https://portal.azure.com/#view/ca"
+        in description
+    )
+
+    with pytest.raises(BadRequest) as unknown:
+        await world.create(key="k2", improvementActionId="Nope")
+    assert unknown.value.fields[0]["field"] == "improvementActionId"
+    assert len(world.all_records()) == 1
+    assert world.claims.rows.keys() == {(TENANT, idempotency_key_hash("key-1"))}  # nothing claimed for k2
+
+
+async def test_due_date_is_past_only_once_the_day_is_over_everywhere() -> None:
+    world = World(now=datetime(2026, 6, 2, 11, 0, tzinfo=UTC))  # still June 1st in UTC-12
+    await world.create(dueDate="2026-06-01")
+    world.now = datetime(2026, 6, 2, 12, 0, 1, tzinfo=UTC)
+    with pytest.raises(BadRequest):
+        await world.create(key="k2", dueDate="2026-06-01")
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (None, ConnectionNotReady),
+        (ConnectionStatus.PENDING_AUTHORIZATION, ConnectionNotReady),
+        (ConnectionStatus.REAUTHORIZATION_REQUIRED, ReauthorizationRequired),
+    ],
+)
+async def test_no_ticket_without_a_usable_connection(status: ConnectionStatus | None, error: type) -> None:
+    world = World()
+    if status is None:
+        world.connections.rows.clear()
+    else:
+        world.connections.rows[TENANT] = world.connections.rows[TENANT].model_copy(update={"status": status})
+    with pytest.raises(error):
+        await world.create()
+    assert world.all_records() == []
+    assert world.claims.rows == {}
+
+
+async def test_a_repeat_returns_the_ticket_and_another_body_is_refused() -> None:
+    world = World()
+    first = await world.create()
+    again = await world.create()
+    assert (again.created, again.ticket) == (False, first.ticket)
+    with pytest.raises(IdempotencyKeyReused):
+        await world.create(priority=4)
+    assert world.servicenow.creates == 1
+
+
+async def test_without_a_key_each_request_is_its_own_ticket() -> None:
+    world = World()
+    first, second = await world.create(key=None), await world.create(key=None)
+    assert first.ticket.id != second.ticket.id
+    assert len(world.all_records()) == 2
+    with pytest.raises(BadRequest):
+        await world.create(key="")
+
+
+async def test_concurrent_requests_with_one_key_make_one_record() -> None:
+    world = World()
+    results = await asyncio.gather(*(world.create(key="same") for _ in range(20)))
+    assert sorted(r.created for r in results) == [False] * 19 + [True]
+    assert len({r.ticket.id for r in results}) == 1
+    assert world.servicenow.creates == 1
+
+
+async def test_an_answer_lost_after_the_create_is_found_by_correlation_id() -> None:
+    world = World()
+    world.servicenow.outcomes = ["lost"]
+    result = await world.create()
+    [record] = world.all_records()
+    assert record["correlation_id"] == result.ticket.id
+    assert world.servicenow.creates == 1
+    assert world.servicenow.lookups == [f"correlation_id={result.ticket.id}^ORDERBYsys_created_on"]
+
+
+async def test_unavailable_creates_are_retried_after_a_look_up_honouring_retry_after() -> None:
+    world = World()
+    world.servicenow.outcomes = ["rate_limited", "unavailable"]
+    world.servicenow.rate_limit_retry_after = 7
+    await world.create()
+    assert world.servicenow.creates == 3
+    assert len(world.all_records()) == 1
+    assert world.slept == [7, 1]
+    assert len(world.servicenow.lookups) == 2
+
+
+async def test_giving_up_keeps_the_ticket_id_so_a_retry_cannot_duplicate() -> None:
+    world = World()
+    world.servicenow.outcomes = ["unavailable", "lost", "unavailable", "unavailable"]
+    world.policy = TicketingPolicy(create_attempts=2)
+    # Attempt 2's record was made but its answer lost; the final lookup finds it.
+    first = await world.create()
+    assert len(world.all_records()) == 1
+
+    world.servicenow.outcomes = ["unavailable", "unavailable"]
+    with pytest.raises(UpstreamUnavailable):
+        await world.create(key="k2")
+    claim = world.claims.rows[(TENANT, idempotency_key_hash("k2"))]
+    assert (claim.status, claim.lease_until) == ("in_progress", None)
+    retried = await world.create(key="k2")
+    assert retried.created
+    assert retried.ticket.id == claim.ticket_id != first.ticket.id
+    assert len(world.all_records()) == 2
+
+
+async def test_a_long_retry_after_is_passed_on_not_slept() -> None:
+    world = World()
+    world.servicenow.outcomes = ["rate_limited"]
+    world.servicenow.rate_limit_retry_after = 300
+    with pytest.raises(UpstreamUnavailable) as failed:
+        await world.create()
+    assert failed.value.retry_after == 300
+    assert world.slept == []
+
+
+async def test_a_crashed_claim_is_taken_over_after_its_lease_and_finished_from_servicenow() -> None:
+    world = World()
+    world.policy = TicketingPolicy(wait_for_claim_s=0.0)
+    world.servicenow.outcomes = ["lost"]
+
+    # The first request dies after ServiceNow's 201: simulate by failing our own row write.
+    async def crash(ticket: Any) -> Any:
+        raise RuntimeError("process killed")
+
+    add = world.tickets.add
+    world.tickets.add = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await world.create()
+    world.tickets.add = add  # type: ignore[method-assign]
+    [record] = world.all_records()
+
+    with pytest.raises(IdempotencyKeyInProgress):  # its lease is still running
+        await world.create()
+    world.now += world.policy.lease
+    result = await world.create()
+    assert result.created
+    assert result.ticket.id == record["correlation_id"]
+    assert world.servicenow.creates == 1
+
+
+async def test_a_rejection_is_502_and_frees_the_key() -> None:
+    world = World()
+    world.servicenow.outcomes = ["rejected"]
+    with pytest.raises(UpstreamRejected) as rejected:
+        await world.create()
+    assert "Operation Failed" in rejected.value.message
+    assert world.claims.rows == {}
+    assert (await world.create()).created
+    assert len(world.all_records()) == 1
+
+
+async def test_listing_reading_and_the_summary_use_the_tenants_state_names() -> None:
+    world = World()
+    ids = [
+        (await world.create(key=None, type=t)).ticket.id for t in ("incident", "incident", "change_request")
+    ]
+    page = await world.service.list(TENANT, TicketListQuery(top=2))
+    assert [t.id for t in page.items] == sorted(ids)[:2]
+    assert page.continuation_token is not None
+    with pytest.raises(NotFound):
+        await world.service.get("someone-else", ids[0])
+    summary = await world.service.summary(TENANT)
+    assert summary.incident.total == 2
+    assert summary.incident.states[0].model_dump() == {"state": "1", "name": "Open", "count": 2}
+    assert summary.change_request.total == 1
+    assert [s.name for s in summary.change_request.states][:2] == ["New", "Assess"]
