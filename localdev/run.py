@@ -85,6 +85,8 @@ async def serve(app_path: str, *, with_dependencies: bool, explicit: set[str]) -
         if with_dependencies:
             await start_stand_ins(stack, explicit)
 
+        # The callback must come back to this host, whatever PORT is (unless set explicitly).
+        _publish("OAUTH_REDIRECT_URI", f"http://127.0.0.1:{_port('PORT', 7071)}/api/oauth/callback", explicit)
         module_name, _, attribute = app_path.partition(":")
         app = getattr(importlib.import_module(module_name), attribute or "app")
         host = LocalHost(app, HostConfig.load(local_settings.REPO_ROOT / "host.json"))

@@ -17,7 +17,7 @@ from shared.settings import Settings, get_settings
 if TYPE_CHECKING:
     import httpx
 
-    from shared.graph import GraphClient
+    from shared.graph import ImprovementActions
     from shared.servicenow.oauth import ServiceNowOAuth
     from shared.servicenow.table_api import ServiceNowTables
     from shared.servicenow.tokens import AccessTokens
@@ -69,18 +69,24 @@ class Container:
     def _build_tables(self) -> TableStore:
         from azure.data.tables.aio import TableServiceClient
 
-        from shared.stores.tables import TableStore
+        from shared.stores.tables import STORAGE_TIMEOUTS, TableStore
 
         settings = self.settings
         if settings.data_storage:
-            return TableStore(TableServiceClient.from_connection_string(settings.data_storage))
+            return TableStore(
+                TableServiceClient.from_connection_string(settings.data_storage, **STORAGE_TIMEOUTS)
+            )
         from azure.identity.aio import DefaultAzureCredential
 
         assert settings.data_storage_table_service_uri is not None  # the Settings validator ensures it
         credential = DefaultAzureCredential(
             managed_identity_client_id=settings.data_storage_client_id or settings.azure_client_id
         )
-        return TableStore(TableServiceClient(settings.data_storage_table_service_uri, credential=credential))
+        return TableStore(
+            TableServiceClient(
+                settings.data_storage_table_service_uri, credential=credential, **STORAGE_TIMEOUTS
+            )
+        )
 
     @property
     def secrets(self) -> SecretStore:
@@ -89,7 +95,7 @@ class Container:
         return self._get("secrets", lambda: KeyVaultSecretStore.from_settings(self.settings))
 
     @property
-    def graph(self) -> GraphClient:
+    def graph(self) -> ImprovementActions:
         from shared.graph import GraphClient
 
         return self._get("graph", lambda: GraphClient.from_settings(self.settings))

@@ -139,9 +139,10 @@ class GraphClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, **options: Any) -> GraphClient:
+    def from_settings(cls, settings: Settings, **options: Any) -> GraphClient | UnconfiguredGraph:
         if not settings.graph_client_id or settings.graph_client_secret is None:
-            raise AppError("Microsoft Graph is not configured: set GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET.")
+            # Only enrichment needs Graph: every other endpoint must keep working without it.
+            return UnconfiguredGraph()
         return cls(
             client_id=settings.graph_client_id,
             client_secret=settings.graph_client_secret,
@@ -311,6 +312,23 @@ class GraphClient:
                 cache.remove_at(item)
 
         await asyncio.to_thread(drop)
+
+
+class UnconfiguredGraph:
+    """The improvement-actions port when GRAPH_CLIENT_ID / GRAPH_CLIENT_SECRET are not set."""
+
+    _MESSAGE = "Microsoft Graph is not configured: set GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET."
+
+    async def get_improvement_action(self, tenant_id: str, action_id: str) -> ImprovementAction:
+        raise AppError(self._MESSAGE)
+
+    async def list_improvement_actions(
+        self, tenant_id: str, *, page_size: int | None = None
+    ) -> list[ImprovementAction]:
+        raise AppError(self._MESSAGE)
+
+    async def aclose(self) -> None:
+        return None
 
 
 class _CaPinnedSession(requests.Session):

@@ -129,6 +129,7 @@ class OAuthState(StoredRecord):
     """
 
     state_id: str
+    key_version: str | None = None  # the app key version the PKCE verifier is derived with
     tenant_id: str
     user_id: str
     user_name: str

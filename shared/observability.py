@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 LOG_FORMAT = (
     "%(asctime)s %(levelname)s %(name)s [invocation=%(invocation_id)s tenant=%(tenant_id)s] %(message)s"
@@ -30,7 +31,8 @@ _SECRET_PATTERNS = (
         r"""password|secret)["']?\s*[:=]\s*["']?)(?P<value>[^"'&\s,;}]+)""",
         re.IGNORECASE,
     ),
-    re.compile(r"(?P<key>[?&]code=)(?P<value>[^&\s\"']+)"),
+    # Query strings that carry a credential: the OAuth callback's code, the revoke endpoint's token.
+    re.compile(r"(?P<key>[?&](?:code|token)=)(?P<value>[^&\s\"']+)"),
     re.compile(r"(?P<key>\bBearer\s+)(?P<value>[A-Za-z0-9._~+/=-]+)", re.IGNORECASE),
 )
 _MIN_SECRET_LENGTH = 8
@@ -38,24 +40,33 @@ _MAX_KNOWN_SECRETS = 10_000
 
 
 class _KnownSecrets:
-    """Values we know are secret (tokens, client secrets): replaced wherever they appear."""
+    """Values we know are secret (tokens, client secrets): replaced wherever they appear, also
+    percent-encoded (as they are in a logged URL). Most recently seen are kept longest."""
 
     def __init__(self) -> None:
         self._values: OrderedDict[str, None] = OrderedDict()
+        self._pattern: re.Pattern[str] | None = None
 
     def add(self, value: str | None) -> None:
         if not value or len(value) < _MIN_SECRET_LENGTH:
             return
-        self._values[value] = None
-        self._values.move_to_end(value)
+        for form in {value, quote(value, safe=""), quote_plus(value, safe="")}:
+            if form not in self._values:
+                self._pattern = None  # a new value: rebuild the matcher on next use
+            self._values[form] = None
+            self._values.move_to_end(form)
         while len(self._values) > _MAX_KNOWN_SECRETS:
             self._values.popitem(last=False)
+            self._pattern = None
 
     def scrub(self, text: str) -> str:
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, REDACTED)
-        return text
+        if not self._values:
+            return text
+        if self._pattern is None:
+            # One alternation, longest first, instead of a substring scan per known value.
+            alternatives = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(value) for value in alternatives))
+        return self._pattern.sub(REDACTED, text)
 
 
 _known = _KnownSecrets()
@@ -121,4 +132,6 @@ def install() -> None:
     global _installed
     if not _installed:
         logging.setLogRecordFactory(_record_factory)
+        # httpx logs every request URL at INFO; some carry credentials (the revoke endpoint's ?token=).
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         _installed = True

@@ -42,7 +42,9 @@ class AccessTokens:
         self._connections = connections
         self._clock = clock
         self._margin = margin
-        self._cache: dict[str, TokenSet] = {}
+        # Keyed by the grant, not just the tenant: after an admin points the tenant at another
+        # instance or client, a warm worker must not send the old instance's token to the new one.
+        self._cache: dict[GrantKey, TokenSet] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def access_token(self, connection: Connection) -> SecretStr:
@@ -53,7 +55,7 @@ class AccessTokens:
             ReauthorizationRequired: the refresh token is dead; an admin must re-authorize.
             UpstreamUnavailable: Key Vault or ServiceNow did not answer.
         """
-        cached = self._cache.get(connection.tenant_id)
+        cached = self._cache.get(_grant(connection))
         if cached is not None and self._usable(cached, self._margin):
             return cached.access_token
         async with self._lock(connection.tenant_id):
@@ -72,19 +74,20 @@ class AccessTokens:
             return await self._current(connection, minimum=within, rejected=None)
 
     def forget(self, tenant_id: str) -> None:
-        self._cache.pop(tenant_id, None)
+        for key in [key for key in self._cache if key[0] == tenant_id]:
+            del self._cache[key]
 
     async def _current(
         self, connection: Connection, *, minimum: timedelta, rejected: SecretStr | None
     ) -> TokenSet:
-        cached = self._cache.get(connection.tenant_id)
+        cached = self._cache.get(_grant(connection))
         if cached is not None and self._good(cached, minimum, rejected):
             return cached  # another request refreshed while this one waited for the lock
         stored = await self._secrets.get_tokens(connection.tenant_id, fresh=True)
         if stored is None:
             raise ConnectionNotReady("ServiceNow has not been authorized for this tenant yet.")
         if self._good(stored, minimum, rejected):
-            self._cache[connection.tenant_id] = stored  # another instance refreshed, or a cold start
+            self._cache[_grant(connection)] = stored  # another instance refreshed, or a cold start
             return stored
         return await self._refresh(connection, stored)
 
@@ -106,15 +109,20 @@ class AccessTokens:
             self.forget(connection.tenant_id)
             await self._mark_reauthorization_required(connection, exc.message)
             raise ReauthorizationRequired() from exc
-        await self._secrets.set_tokens(connection.tenant_id, refreshed)
-        self._cache[connection.tenant_id] = refreshed
+        current = await self._connections.get(connection.tenant_id)
+        if current is None or _grant(current) != _grant(connection):
+            # Removed or pointed elsewhere while we refreshed: these tokens belong to nobody now.
+            raise ConnectionNotReady("The ServiceNow connection changed while its token was refreshed.")
+        # Never resurrect secrets that a concurrent DELETE /api/provisioning soft-deleted.
+        await self._secrets.set_tokens(connection.tenant_id, refreshed, restore_deleted=False)
+        self._cache[_grant(connection)] = refreshed
+        expiry = {
+            "access_token_expires_at": refreshed.access_token_expires_at,
+            "refresh_token_expires_at": refreshed.refresh_token_expires_at,
+            "updated_at": self._clock(),
+        }
         await self._connections.update(
-            connection.tenant_id,
-            lambda _: {
-                "access_token_expires_at": refreshed.access_token_expires_at,
-                "refresh_token_expires_at": refreshed.refresh_token_expires_at,
-                "updated_at": self._clock(),
-            },
+            connection.tenant_id, lambda row: expiry if _grant(row) == _grant(connection) else {}
         )
         logger.info(
             "Refreshed the ServiceNow access token (valid until %s)", refreshed.access_token_expires_at
@@ -123,20 +131,31 @@ class AccessTokens:
 
     async def _mark_reauthorization_required(self, connection: Connection, reason: str) -> None:
         logger.warning("ServiceNow grant is no longer valid: %s", reason)
-        await self._connections.update(
-            connection.tenant_id,
-            lambda _: {
-                "status": ConnectionStatus.REAUTHORIZATION_REQUIRED,
-                "last_error": f"{reason} An admin must re-authorize the connection.",
-                "updated_at": self._clock(),
-            },
-        )
+        broken = {
+            "status": ConnectionStatus.REAUTHORIZATION_REQUIRED,
+            "last_error": f"{reason} An admin must re-authorize the connection.",
+            "updated_at": self._clock(),
+        }
+
+        def mark(row: Connection) -> dict[str, object]:
+            # Only the grant that failed: a re-authorization that landed meanwhile stays connected.
+            same = _grant(row) == _grant(connection) and row.status == ConnectionStatus.CONNECTED
+            return broken if same and row.connected_at == connection.connected_at else {}
+
+        await self._connections.update(connection.tenant_id, mark)
 
     def _usable(self, tokens: TokenSet, minimum: timedelta) -> bool:
         return tokens.access_token_expires_at - minimum > self._clock()
 
     def _lock(self, tenant_id: str) -> asyncio.Lock:
         return self._locks.setdefault(tenant_id, asyncio.Lock())
+
+
+GrantKey = tuple[str, str, str]
+
+
+def _grant(connection: Connection) -> GrantKey:
+    return (connection.tenant_id, connection.instance_url, connection.client_id)
 
 
 def _same(token: SecretStr, other: SecretStr | None) -> bool:

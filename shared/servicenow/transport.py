@@ -16,6 +16,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -63,9 +64,14 @@ def retry_after_seconds(response: httpx.Response | None) -> float | None:
 
 
 def new_http_client(*, timeout: httpx.Timeout = DEFAULT_TIMEOUT, **options: Any) -> httpx.AsyncClient:
-    """The one client for every ServiceNow instance (pooled connections, explicit timeouts)."""
+    """The one client for every ServiceNow instance (pooled connections, explicit timeouts).
+
+    It keeps no cookies: ServiceNow answers with a session cookie (JSESSIONID) that would otherwise
+    ride along on the next call to that host, possibly another tenant's, under another token.
+    """
     return httpx.AsyncClient(
         timeout=timeout,
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         headers={"Accept": "application/json", "User-Agent": "m365-servicenow-connector/1.0"},
         follow_redirects=False,

@@ -23,7 +23,7 @@ from secrets import token_urlsafe
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from shared.errors import AppError, BadRequest, ConnectionNotReady
+from shared.errors import AppError, BadRequest, ConnectionNotReady, UpstreamError
 from shared.identity import Caller
 from shared.models import (
     AuthorizeResult,
@@ -92,7 +92,7 @@ class ProvisioningService:
                 "clientSecret is required: no client secret is stored for this tenant yet.",
                 fields=[{"field": "clientSecret", "message": "required the first time"}],
             )
-        state = self._new_state(caller, instance.url, request.client_id)
+        state = await self._new_state(caller, instance.url, request.client_id)
         connection = Connection(
             tenant_id=caller.tenant_id,
             instance=instance.name,
@@ -115,7 +115,7 @@ class ProvisioningService:
         connection = await self._connections.get(caller.tenant_id)
         if connection is None:
             raise ConnectionNotReady("Configure the ServiceNow instance first (PUT /api/provisioning).")
-        state = self._new_state(caller, connection.instance_url, connection.client_id)
+        state = await self._new_state(caller, connection.instance_url, connection.client_id)
         await self._states.add(state)
         # From now on only this state may complete: an authorize URL handed out before is void.
         await self._update(caller.tenant_id, lambda _: {"pending_state_id": state.state_id})
@@ -159,6 +159,10 @@ class ProvisioningService:
         except AppError as error:
             logger.warning("OAuth callback failed: %s", error.message)
             return self._portal_url(servicenow="error", reason="temporarily_unavailable")
+        except Exception:
+            # Still a redirect to the portal: the admin's browser must never land on an error page.
+            logger.exception("OAuth callback failed unexpectedly")
+            return self._portal_url(servicenow="error", reason="temporarily_unavailable")
         return self._portal_url(servicenow="connected")
 
     async def set_state_names(self, tenant_id: str, update: StateNamesUpdate) -> StateNames:
@@ -188,7 +192,11 @@ class ProvisioningService:
     async def remove(self, tenant_id: str) -> None:
         """Revoke the tokens (best effort), delete the secrets and the connection. Tickets stay."""
         connection = await self._connections.get(tenant_id)
-        tokens = await self._secrets.get_tokens(tenant_id, fresh=True)
+        try:
+            tokens = await self._secrets.get_tokens(tenant_id, fresh=True)
+        except UpstreamError as error:  # unreadable tokens must not make the connection unremovable
+            logger.warning("Not revoking at ServiceNow: %s", error.message)
+            tokens = None
         if connection is not None and tokens is not None:
             await self._oauth.revoke(connection.instance_url, tokens.refresh_token)
             await self._oauth.revoke(connection.instance_url, tokens.access_token)
@@ -196,9 +204,11 @@ class ProvisioningService:
         await self._connections.delete(tenant_id)
         logger.info("ServiceNow connection removed")
 
-    def _new_state(self, caller: Caller, instance_url: str, client_id: str) -> OAuthState:
+    async def _new_state(self, caller: Caller, instance_url: str, client_id: str) -> OAuthState:
+        key = await self._secrets.app_key(STATE_KEY_NAME)
         now = self._clock()
         return OAuthState(
+            key_version=key.version,
             state_id=token_urlsafe(32),
             tenant_id=caller.tenant_id,
             user_id=caller.user_id,
@@ -215,7 +225,7 @@ class ProvisioningService:
             client_id=state.client_id,
             redirect_uri=self._config.redirect_uri,
             state=state.state_id,
-            verifier=await self._verifier(state.state_id),
+            verifier=await self._verifier(state),
         )
 
     async def _complete(self, params: CallbackParams) -> None:
@@ -260,7 +270,7 @@ class ProvisioningService:
                 client_secret=client_secret,
                 code=code,
                 redirect_uri=self._config.redirect_uri,
-                verifier=await self._verifier(state.state_id),
+                verifier=await self._verifier(state),
                 state=state.state_id,
             )
             await self._secrets.set_tokens(connection.tenant_id, tokens)
@@ -300,9 +310,12 @@ class ProvisioningService:
             raise ConnectionNotReady("The ServiceNow connection was removed.")
         return updated
 
-    async def _verifier(self, state_id: str) -> str:
-        key = await self._secrets.app_key(STATE_KEY_NAME)
-        digest = hmac.new(key.get_secret_value().encode(), state_id.encode(), hashlib.sha256).digest()
+    async def _verifier(self, state: OAuthState) -> str:
+        # The key version the state was issued with: another instance may have created a newer one.
+        key = await self._secrets.app_key(STATE_KEY_NAME, version=state.key_version)
+        digest = hmac.new(
+            key.value.get_secret_value().encode(), state.state_id.encode(), hashlib.sha256
+        ).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def _portal_url(self, **params: str) -> str:

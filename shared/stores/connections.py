@@ -56,14 +56,18 @@ class ConnectionRepository:
     ) -> Connection | None:
         """Read, change and write back with the row's ETag; on a lost race re-read and apply again.
 
-        `change` gets the current row and returns the fields to set. None when there is no row.
+        `change` gets the current row and returns the fields to set ({} to leave the row as it is).
+        None when there is no row.
         """
         for attempt in range(1, attempts + 1):
             current = await self.get(tenant_id)
             if current is None:
                 return None
+            fields = change(current)
+            if not fields:
+                return current
             try:
-                return await self.replace(current.model_copy(update=change(current)))
+                return await self.replace(current.model_copy(update=fields))
             except PreconditionFailed:
                 if attempt == attempts:
                     raise

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from azure.core.exceptions import AzureError, ResourceExistsError
 
 from shared.errors import UpstreamUnavailable
+from shared.stores.tables import STORAGE_TIMEOUTS
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -54,7 +55,7 @@ class StorageQueue:
         from azure.storage.queue.aio import QueueClient
 
         client = QueueClient.from_connection_string(
-            connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy()
+            connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy(), **STORAGE_TIMEOUTS
         )
         return cls(client)
 
@@ -70,6 +71,7 @@ class StorageQueue:
             queue_name,
             credential=credential,
             message_encode_policy=TextBase64EncodePolicy(),
+            **STORAGE_TIMEOUTS,
         )
         return cls(client, credential=credential)
 

@@ -20,6 +20,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from azure.core.credentials import AccessToken
@@ -35,13 +36,14 @@ from azure.core.exceptions import (
 from azure.core.pipeline.policies import AsyncRetryPolicy
 from pydantic import SecretStr, ValidationError
 
-from shared.errors import AppError, BadRequest, UpstreamError, UpstreamUnavailable
+from shared.errors import AppError, BadRequest, ConnectionNotReady, UpstreamError, UpstreamUnavailable
 from shared.models import TokenSet
 from shared.observability import register_secret
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
+    from azure.keyvault.secrets import KeyVaultSecret
     from azure.keyvault.secrets.aio import SecretClient
 
 logger = logging.getLogger(__name__)
@@ -65,14 +67,18 @@ class SecretStore(Protocol):
         """The tenant's ServiceNow token set. `fresh` bypasses the read cache (the refresh timer uses it)."""
         ...
 
-    async def set_tokens(self, tenant_id: str, tokens: TokenSet) -> None: ...
+    async def set_tokens(self, tenant_id: str, tokens: TokenSet, *, restore_deleted: bool = True) -> None:
+        """Store the token set. `restore_deleted=False` refuses (ConnectionNotReady) to bring back a
+        soft-deleted secret: a background refresh must not undo a removal that raced with it."""
+        ...
 
     async def delete_tenant(self, tenant_id: str) -> None:
         """Remove both of the tenant's secrets for good (soft delete, then purge where allowed)."""
         ...
 
-    async def app_key(self, name: str) -> SecretStr:
-        """An app-wide random key (not a tenant's), created on first use and kept from then on."""
+    async def app_key(self, name: str, version: str | None = None) -> AppKey:
+        """An app-wide random key (not a tenant's): the latest version, created on first use, or
+        the given version (for data derived with it earlier)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -87,6 +93,12 @@ def client_secret_name(tenant_id: str) -> str:
 
 def tokens_name(tenant_id: str) -> str:
     return f"snow-{_checked_tenant(tenant_id)}-tokens"
+
+
+@dataclass(frozen=True)
+class AppKey:
+    version: str
+    value: SecretStr
 
 
 def app_key_name(name: str) -> str:
@@ -236,6 +248,7 @@ class KeyVaultSecretStore:
         self._client = client
         self._credential = credential
         self._cache: TtlCache[str] = TtlCache(cache_ttl, clock=clock)
+        self._app_keys: dict[tuple[str, str], str] = {}
         self._poll_interval = poll_interval
 
     @classmethod
@@ -296,9 +309,11 @@ class KeyVaultSecretStore:
         value = await self._read(tokens_name(tenant_id), fresh=fresh)
         return tokens_from_json(value) if value is not None else None
 
-    async def set_tokens(self, tenant_id: str, tokens: TokenSet) -> None:
+    async def set_tokens(self, tenant_id: str, tokens: TokenSet, *, restore_deleted: bool = True) -> None:
         register_tokens(tokens)
-        await self._write(tokens_name(tenant_id), tokens_to_json(tokens), "application/json", tenant_id)
+        await self._write(
+            tokens_name(tenant_id), tokens_to_json(tokens), "application/json", tenant_id, restore_deleted
+        )
 
     async def delete_tenant(self, tenant_id: str) -> None:
         for name in (client_secret_name(tenant_id), tokens_name(tenant_id)):
@@ -306,16 +321,43 @@ class KeyVaultSecretStore:
             await self._delete_and_purge(name)
             self._cache.invalidate(name)
 
-    async def app_key(self, name: str) -> SecretStr:
+    async def app_key(self, name: str, version: str | None = None) -> AppKey:
         secret_name = app_key_name(name)
-        value = await self._read(secret_name, fresh=False)
+        if version is None:
+            # The latest version id is cached briefly; the value of each version for good (immutable).
+            version = self._cache.get(secret_name) or await self._latest_app_key_version(secret_name)
+        value = self._app_keys.get((secret_name, version))
         if value is None:
-            await self._write(secret_name, new_app_key(), "text/plain", "app")
-            # Two instances may create it at once: both then use whichever version Key Vault kept last.
-            value = await self._read(secret_name, fresh=True)
-        if value is None:
-            raise UpstreamError("Key Vault did not keep the app key it was given.")
-        return SecretStr(value)
+            try:
+                secret = await self._client.get_secret(secret_name, version)
+            except AzureError as exc:
+                raise _mapped(exc, "read the app key from") from exc
+            value = self._remember_app_key(secret_name, secret)[1]
+        return AppKey(version, SecretStr(value))
+
+    async def _latest_app_key_version(self, secret_name: str) -> str:
+        generation = self._cache.generation(secret_name)
+        try:
+            try:
+                secret = await self._client.get_secret(secret_name)
+            except ResourceNotFoundError:
+                # First use. Two instances may create it at once: each state records the version
+                # it was derived with, so both keys stay usable.
+                await self._write(secret_name, new_app_key(), "text/plain", "app")
+                secret = await self._client.get_secret(secret_name)
+        except AzureError as exc:
+            raise _mapped(exc, "read the app key from") from exc
+        version, _ = self._remember_app_key(secret_name, secret)
+        self._cache.put_if_current(secret_name, version, generation)
+        return version
+
+    def _remember_app_key(self, secret_name: str, secret: KeyVaultSecret) -> tuple[str, str]:
+        version, value = secret.properties.version, secret.value
+        if not version or value is None:
+            raise UpstreamError("Key Vault returned the app key without a version or value.")
+        register_secret(value)
+        self._app_keys[(secret_name, version)] = value
+        return version, value
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -344,15 +386,19 @@ class KeyVaultSecretStore:
         self._cache.put_if_current(name, value, generation)
         return value
 
-    async def _write(self, name: str, value: str, content_type: str, tenant_id: str) -> None:
+    async def _write(
+        self, name: str, value: str, content_type: str, tenant_id: str, restore_deleted: bool = True
+    ) -> None:
         self._cache.invalidate(name)
         tags = {"tenant": tenant_id, "owner": "servicenow-connector"}
         try:
             try:
                 await self._client.set_secret(name, value, content_type=content_type, tags=tags)
-            except ResourceExistsError:
+            except ResourceExistsError as exc:
                 # 409: the name is soft-deleted (the tenant was removed under purge protection, or a
                 # purge is still running). Bring it back, then write the new value as its latest version.
+                if not restore_deleted:
+                    raise ConnectionNotReady("The ServiceNow connection was removed.") from exc
                 await self._recover(name)
                 await self._client.set_secret(name, value, content_type=content_type, tags=tags)
         except AzureError as exc:

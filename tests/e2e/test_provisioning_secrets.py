@@ -25,11 +25,16 @@ def _verifier(app_key: str, state_id: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+@pytest.mark.parametrize("redaction", ["on", "off"])
 async def test_no_secret_reaches_a_response_a_row_or_a_log(
-    stack: Stack, caplog: pytest.LogCaptureFixture
+    stack: Stack, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, redaction: str
 ) -> None:
+    """Redaction on, at DEBUG (wire traces included). Redaction off, at INFO (what production logs):
+    redaction is the second line of defence, not the reason nothing leaks."""
     observability.install()
-    caplog.set_level(logging.DEBUG)
+    if redaction == "off":
+        monkeypatch.setattr(observability, "redact", lambda text: text)
+    caplog.set_level(logging.DEBUG if redaction == "on" else logging.INFO)
     responses: list[str] = []
 
     async def keep(response: httpx.Response) -> None:

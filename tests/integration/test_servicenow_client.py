@@ -243,3 +243,46 @@ async def test_refresh_with_a_wrong_client_secret_is_a_dead_grant(client: Client
     await client.control.post("/__sim/tokens/expire", json={})
     with pytest.raises(ReauthorizationRequired):
         await client.tables.find_one(client.connection, "incident", "ORDERBYnumber", FIELDS)
+
+
+async def test_a_token_cached_for_one_instance_is_never_sent_to_another(client: Client) -> None:
+    await client.tables.find_one(
+        client.connection, "incident", "ORDERBYnumber", FIELDS
+    )  # cache instance 1's token
+    second = await start_simulator()
+    try:
+        async with httpx.AsyncClient(base_url=second.url, timeout=5) as control:
+            row = await client.connections.get(client.connection.tenant_id)
+            assert row is not None
+            moved = await client.connections.replace(
+                row.model_copy(update={"instance": second.url, "instance_url": second.url})
+            )
+            await client.secrets.set_tokens(
+                moved.tenant_id, await _authorize(control, client.oauth, second.url)
+            )
+            assert await client.tables.find_one(moved, "incident", "ORDERBYnumber", FIELDS) is None
+            counts = (await control.get("/__sim/stats")).json()["requests"]
+        # One request, accepted at once: no 401 from an instance-1 token, no refresh.
+        assert counts.get("GET /api/now/table/incident") == 1
+        assert counts.get("POST /oauth_token.do") == 1  # the code exchange, no refresh
+    finally:
+        await second.aclose()
+
+
+async def test_a_refresh_racing_with_removal_does_not_bring_tokens_back(client: Client) -> None:
+    before = client.secrets.values.copy()
+    await client.connections.delete(client.connection.tenant_id)  # removed while a request is in flight
+    await client.control.post("/__sim/tokens/expire", json={})
+    with pytest.raises(ConnectionNotReady):
+        await client.tables.find_one(client.connection, "incident", "ORDERBYnumber", FIELDS)
+    assert client.secrets.values == before  # the refreshed tokens were not stored for nobody
+
+
+async def test_a_stale_failure_does_not_flip_a_newer_authorization(client: Client) -> None:
+    stale = client.connection.model_copy(update={"connected_at": datetime(2020, 1, 1, tzinfo=UTC)})
+    await client.control.post("/__sim/tokens/revoke", json={})
+    with pytest.raises(ReauthorizationRequired):
+        await client.tables.find_one(stale, "incident", "ORDERBYnumber", FIELDS)
+    row = await client.connections.get(client.connection.tenant_id)
+    assert row is not None
+    assert row.status == ConnectionStatus.CONNECTED  # the row was connected after the failing grant

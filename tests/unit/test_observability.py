@@ -69,3 +69,21 @@ def test_exception_text_is_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
             logging.getLogger("test.observability").exception("failed")
     assert "exception-secret-42424242" not in caplog.text
     assert "RuntimeError: boom ***" in caplog.text
+
+
+def test_percent_encoded_secrets_are_redacted_too() -> None:
+    register_secret("abc+def/ghi=jkl")
+    assert (
+        redact("POST /oauth_revoke_token.do?x=abc%2Bdef%2Fghi%3Djkl") == "POST /oauth_revoke_token.do?x=***"
+    )
+    assert redact("form: abc%2Bdef%2Fghi%3Djkl, raw: abc+def/ghi=jkl") == "form: ***, raw: ***"
+
+
+def test_a_token_in_a_query_string_is_redacted() -> None:
+    assert redact("https://x.service-now.com/oauth_revoke_token.do?token=opaque-value-1") == (
+        "https://x.service-now.com/oauth_revoke_token.do?token=***"
+    )
+
+
+def test_httpx_request_lines_are_not_logged_at_info() -> None:
+    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING

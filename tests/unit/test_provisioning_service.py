@@ -359,3 +359,38 @@ async def test_remove_revokes_both_tokens_and_deletes_everything_of_the_tenant(w
     assert world.connections.rows == {}
     assert (await world.service.status(TENANT)).status == ConnectionStatus.NOT_CONFIGURED
     await world.service.remove(TENANT)  # again: nothing to do, no error
+
+
+async def test_an_unexpected_failure_in_the_callback_still_redirects_to_the_portal(world: World) -> None:
+    result = await world.service.configure(ADMIN, world.configure_request())
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise httpx.DecodingError("garbled body")  # not a transport error: not mapped by the client
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(broken)) as http:
+        service = make_service(world.connections, world.states, world.secrets, http, world.clock)
+        location = await service.complete(await world.consent(result.authorize_url))
+    assert outcome(location) == {
+        "tab": "connection",
+        "servicenow": "error",
+        "reason": "temporarily_unavailable",
+    }
+    assert (await world.service.status(TENANT)).status == ConnectionStatus.PENDING_AUTHORIZATION
+
+
+async def test_a_connection_with_unreadable_tokens_can_still_be_removed(world: World) -> None:
+    result = await world.service.configure(ADMIN, world.configure_request())
+    await world.service.complete(await world.consent(result.authorize_url))
+    world.secrets.values[tokens_name(TENANT)] = "{not json"
+
+    await world.service.remove(TENANT)
+
+    assert world.connections.rows == {}
+    assert tokens_name(TENANT) not in world.secrets.values
+
+
+async def test_a_state_completes_with_the_key_version_it_was_issued_with(world: World) -> None:
+    result = await world.service.configure(ADMIN, world.configure_request())
+    world.secrets.rotate_app_key("oauth-state")  # a second instance created the key at the same moment
+    location = await world.service.complete(await world.consent(result.authorize_url))
+    assert outcome(location)["servicenow"] == "connected"

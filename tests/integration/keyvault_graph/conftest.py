@@ -95,5 +95,6 @@ async def secret_store(
 async def graph(entra: EntraHandle, make_settings: Callable[..., Settings]) -> AsyncIterator[GraphClient]:
     settings = make_settings(GRAPH_BASE_URL=entra.url, ENTRA_AUTHORITY_HOST=entra.url)
     client = GraphClient.from_settings(settings, backoff=0.01)
+    assert isinstance(client, GraphClient)
     yield client
     await client.aclose()

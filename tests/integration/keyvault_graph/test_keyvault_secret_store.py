@@ -165,3 +165,23 @@ async def test_unreachable_vault_is_upstream_unavailable(make_settings: Callable
             await store.get_tokens(TENANT)
     finally:
         await store.aclose()
+
+
+async def test_app_key_is_created_once_and_every_version_stays_readable(
+    secret_store: KeyVaultSecretStore, vault: KeyVaultHandle, make_settings: Callable[..., Settings]
+) -> None:
+    first = await secret_store.app_key("oauth-state")
+    assert await secret_store.app_key("oauth-state") == first  # latest, from the cache
+    # Another instance, racing on first use, writes a newer version of the same key.
+    other = KeyVaultSecretStore.from_settings(make_settings(KEY_VAULT_URL=vault.url))
+    try:
+        await other._client.set_secret("app-oauth-state", "a-second-random-key-value-0123456789")
+        newer = await other.app_key("oauth-state")
+        assert newer.version != first.version
+        # Data derived with the first version can still be checked, on either instance.
+        assert await other.app_key("oauth-state", version=first.version) == first
+        assert (
+            await secret_store.app_key("oauth-state", version=newer.version)
+        ).value.get_secret_value() == ("a-second-random-key-value-0123456789")
+    finally:
+        await other.aclose()
