@@ -394,3 +394,12 @@ async def test_a_state_completes_with_the_key_version_it_was_issued_with(world: 
     world.secrets.rotate_app_key("oauth-state")  # a second instance created the key at the same moment
     location = await world.service.complete(await world.consent(result.authorize_url))
     assert outcome(location)["servicenow"] == "connected"
+
+
+async def test_status_warns_two_weeks_before_the_refresh_token_ends(world: World) -> None:
+    result = await world.service.configure(ADMIN, world.configure_request())
+    await world.service.complete(await world.consent(result.authorize_url))
+    world.clock.advance(days=85, hours=23, minutes=59)  # 14 days and a minute left of the 100
+    assert (await world.service.status(TENANT)).refresh_token_expires_soon is False
+    world.clock.advance(minutes=2)
+    assert (await world.service.status(TENANT)).refresh_token_expires_soon is True
