@@ -225,6 +225,7 @@ class Container:
                 tokens=self.access_tokens,
                 records=self.servicenow_tables,
                 queue=self.sync_queue,
+                states=self.oauth_states,
             ),
         )
 

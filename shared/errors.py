@@ -16,6 +16,8 @@
         ├── UpstreamRejected          502 upstream_rejected   (ServiceNow refused the record)
         ├── UpstreamUnavailable       503 upstream_unavailable (down, timing out or rate limited;
         │                                                       carries retry_after seconds)
+        ├── TokenRefused              502 upstream_error      (ServiceNow refused a freshly refreshed
+        │                                                       access token: not fixed by retrying)
         └── GrantRevoked              409 reauthorization_required (the OAuth grant is dead)
 
 Adapters convert SDK and HTTP failures into these at their boundary (`raise ... from exc`), and
@@ -116,11 +118,29 @@ class UpstreamUnavailable(UpstreamError):
     code = "upstream_unavailable"
     default_message = "A service we depend on is unavailable or rate limiting us. Try again later."
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 30, hinted: bool = False) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: int = 30,
+        hinted: bool = False,
+        ambiguous: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
         # True when the upstream itself said how long to wait (Retry-After), not our own guess.
         self.hinted = hinted
+        # True when the request may have been carried out all the same (a timeout after sending,
+        # a dropped connection, a 5xx that can come after the work): a create may have made its
+        # record. False: it certainly was not (never sent, or refused before processing).
+        self.ambiguous = ambiguous
+
+
+class TokenRefused(UpstreamError):
+    """ServiceNow answered 401 to a token it had just issued: the OAuth user cannot use the API
+    (locked out, missing roles). Retrying soon cannot help; an admin must look at the instance."""
+
+    default_message = "ServiceNow refused a freshly refreshed access token."
 
 
 class GrantRevoked(UpstreamError):

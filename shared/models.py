@@ -119,6 +119,12 @@ class Connection(StoredRecord):
     # the same tenant never pull and write at once), and when every ticket was last reconciled.
     sync_lease_until: AwareDatetime | None = None
     last_reconciled_at: AwareDatetime | None = None
+    # When the last successful sync started (before it queried ServiceNow): a sync request made
+    # before then is covered by that run. `last_sync_at` is when it ended.
+    last_sync_started_at: AwareDatetime | None = None
+    # ServiceNow asked us (Retry-After) to stay away until then: the timer does not queue the tenant
+    # and the worker drops its messages until that time.
+    sync_not_before: AwareDatetime | None = None
     updated_at: AwareDatetime
 
 
@@ -351,6 +357,10 @@ class IdempotencyRecord(StoredRecord):
     The ticket id is chosen before ServiceNow is called, so whoever finishes an interrupted create
     can find the record by `correlation_id`. `lease_until` says until when the current attempt
     owns the create; None or past means whoever holds the same request may take it over.
+    `posted_at` is when the latest create that ServiceNow may have carried out was sent: written
+    (with the lease) immediately before every POST, put back when ServiceNow certainly did not
+    process that one. Until it is older than the settle window no new create is sent, and a
+    claim that has one is never released (its record may exist).
     """
 
     tenant_id: str
@@ -362,6 +372,7 @@ class IdempotencyRecord(StoredRecord):
     created_by_name: str
     created_at: AwareDatetime
     lease_until: AwareDatetime | None = None
+    posted_at: AwareDatetime | None = None
     completed_at: AwareDatetime | None = None
 
 

@@ -4,7 +4,7 @@ Request pipeline for everything outside ``/__sim/``:
 
 1. count it in stats under ``METHOD /path-template``;
 2. an injected fault, if one matches, replaces the response (or, with ``after_processing``,
-   replaces it after the handler ran);
+   replaces it after the handler ran; with ``late_commit``, runs the handler after the hold);
 3. on ``/api/*``: bearer token check (401 envelope), then the per-user rate-limit rule (429),
    with ``X-RateLimit-*`` on every request the rule matched;
 4. the handler.
@@ -25,7 +25,7 @@ from .envelope import (
     not_authenticated,
     rate_limit_exceeded,
 )
-from .faults import Fault
+from .faults import DEFAULT_RETRY_AFTER_SECONDS, Fault
 from .ratelimit import RateDecision
 from .state import GRANT_KEY, STATE_KEY, SimulatorState
 
@@ -70,10 +70,16 @@ async def _fault_response(
     if fault.kind == "429":
         limit = state.rate_limiter.per_hour or 100
         now = int(state.clock.timestamp())
-        decision = RateDecision(False, limit, now + fault.retry_after, fault.retry_after)
+        wait = fault.retry_after if fault.retry_after is not None else DEFAULT_RETRY_AFTER_SECONDS
+        decision = RateDecision(False, limit, now + wait, wait)
         return rate_limit_exceeded(limit, decision.headers())
+    if fault.kind == "403":
+        return error_response(403, "Operation Failed", "Denied by an ACL, business rule or data policy")
     if fault.kind == "503":
-        return error_response(503, "Service Unavailable", "The instance is temporarily unavailable")
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+        return error_response(
+            503, "Service Unavailable", "The instance is temporarily unavailable", headers=headers
+        )
     return error_response(500, "Internal server error", "An unexpected error occurred (injected fault)")
 
 
@@ -86,6 +92,10 @@ async def faults_and_stats(request: web.Request, handler: Handler) -> web.Stream
     fault = state.faults.take(request.method, request.path)
     if fault is None:
         return await handler(request)
+    if fault.late_commit:
+        await request.read()  # the body arrived before the client gave up; keep it for the handler
+        await state.hold(fault.delay_seconds)
+        return await handler(request)  # carried out now; the client has long stopped listening
     processed = await handler(request) if fault.after_processing else None
     return await _fault_response(request, state, fault, processed)
 

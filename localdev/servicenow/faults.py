@@ -1,10 +1,14 @@
 """Faults a test can queue for the next calls: the ways a real instance makes a client fail.
 
-Kinds: ``429`` (rate-limit shaped: ``Retry-After`` and ``X-RateLimit-*``), ``500``, ``503``,
-``timeout`` (hold the response for ``delay_seconds``) and ``drop`` (close the connection without
-any response). With ``after_processing`` the request is carried out first (a POST does create the
-record) and only the response is lost, which is the "ServiceNow answered 201 but we never heard
-it" case idempotent creates must survive.
+Kinds: ``429`` (rate-limit shaped: ``Retry-After`` and ``X-RateLimit-*``), ``403`` (refused by an
+ACL, business rule or data policy), ``500``, ``503`` (with ``Retry-After`` only when the fault
+names ``retry_after``, as the instance's rate limiting and maintenance answer), ``timeout`` (hold
+the response for ``delay_seconds``) and ``drop`` (close the connection without any response).
+With ``after_processing`` the request is carried out first (a POST does create the record) and
+only the response is lost, which is the "ServiceNow answered 201 but we never heard it" case
+idempotent creates must survive. With ``late_commit`` (kind ``timeout``) the request is held
+first and carried out after the hold: a transaction still running when the client gave up, whose
+record appears only later.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-FaultKind = Literal["429", "500", "503", "timeout", "drop"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("429", "500", "503", "timeout", "drop")
+FaultKind = Literal["429", "403", "500", "503", "timeout", "drop"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("429", "403", "500", "503", "timeout", "drop")
 DEFAULT_TIMEOUT_DELAY_SECONDS = 30.0
 DEFAULT_RETRY_AFTER_SECONDS = 1
 
@@ -31,7 +35,8 @@ class Fault:
     path_prefix: str | None = None
     after_processing: bool = False
     delay_seconds: float = DEFAULT_TIMEOUT_DELAY_SECONDS
-    retry_after: int = DEFAULT_RETRY_AFTER_SECONDS
+    retry_after: int | None = None  # None: 429 says DEFAULT_RETRY_AFTER_SECONDS, 503 says nothing
+    late_commit: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         if self.remaining <= 0:
@@ -72,11 +77,15 @@ class FaultPlan:
         try:
             count = int(body.get("count", 1))
             delay = float(body.get("delay_seconds", DEFAULT_TIMEOUT_DELAY_SECONDS))
-            retry_after = int(body.get("retry_after", DEFAULT_RETRY_AFTER_SECONDS))
+            given = body.get("retry_after")
+            retry_after = None if given is None else int(given)
         except (TypeError, ValueError) as exc:
             raise FaultPlanError("count, delay_seconds and retry_after must be numbers") from exc
-        if count < 1 or delay < 0 or retry_after < 0:
+        if count < 1 or delay < 0 or (retry_after is not None and retry_after < 0):
             raise FaultPlanError("count must be >= 1; delay_seconds and retry_after >= 0")
+        late_commit = bool(body.get("late_commit", False))
+        if late_commit and (kind != "timeout" or body.get("after_processing")):
+            raise FaultPlanError("late_commit goes with kind timeout, without after_processing")
         method = body.get("method")
         prefix = body.get("path_prefix")
         fault = Fault(
@@ -88,6 +97,7 @@ class FaultPlan:
             after_processing=bool(body.get("after_processing", False)),
             delay_seconds=delay,
             retry_after=retry_after,
+            late_commit=late_commit,
         )
         self._faults.append(fault)
         return fault

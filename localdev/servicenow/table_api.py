@@ -102,7 +102,8 @@ def _answering_invalid_table(handler: TableHandler) -> TableHandler:
 async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
     """The JSON object in the body; for an array only the first record counts (facts L71)."""
     try:
-        body = await request.json() if request.can_read_body else {}
+        # body_exists, not can_read_body: a body read already (a late_commit fault) is cached.
+        body = await request.json() if request.body_exists else {}
     except (json.JSONDecodeError, UnicodeDecodeError):
         return error_response(400, "Exception while reading request", "The payload is not valid JSON.")
     if isinstance(body, list):

@@ -137,6 +137,10 @@ class ServiceNowOAuth:
         except UpstreamError as exc:
             logger.warning("Could not revoke a ServiceNow token: %s", exc.message)
             return
+        except Exception as exc:  # best effort, as promised: it must not fail a removal
+            # The type only: a message may quote the URL, and the token is in its query.
+            logger.warning("Could not revoke a ServiceNow token (%s)", type(exc).__name__)
+            return
         if response.status_code >= 400:
             logger.warning("ServiceNow answered the token revoke with HTTP %d", response.status_code)
 

@@ -1,4 +1,5 @@
-"""ServiceNow's Table API for one tenant's instance: create, read, and query with `Link` paging.
+"""ServiceNow's Table API for one tenant's instance: create, read, query with `Link` paging, and
+single pages for callers that page by keyset (the sync).
 
 Reads are retried (429/5xx/timeouts, honouring Retry-After). A create is sent once: whether a
 failed create may be repeated depends on finding the record it may have made, which is the
@@ -10,13 +11,13 @@ safe because ServiceNow did not process a request it refused to authenticate.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from shared.errors import UpstreamError, UpstreamRejected
+from shared.errors import TokenRefused, UpstreamError, UpstreamRejected
 from shared.models import Connection
 from shared.servicenow.tokens import AccessTokens
 from shared.servicenow.transport import RetryPolicy, send_with_retries
@@ -37,15 +38,29 @@ class ServiceNowTables:
         self._tokens = tokens
         self._retry = retry or RetryPolicy()
 
-    async def create(self, connection: Connection, table: str, fields: dict[str, str]) -> Record:
+    async def create(
+        self,
+        connection: Connection,
+        table: str,
+        fields: dict[str, str],
+        *,
+        before_post: Callable[[], Awaitable[None]] | None = None,
+    ) -> Record:
         """POST one record; sent once (see the module docstring).
+
+        `before_post` runs immediately before each POST leaves, once the access token is at hand
+        (also before the replay after a 401): a slow token refresh happens before it, not between
+        it and the POST. Whatever it raises propagates and nothing is sent.
 
         Raises:
             UpstreamRejected: ServiceNow refused the record (its message included).
-            UpstreamUnavailable: no answer, or a 429/5xx: the record may or may not exist.
+            UpstreamUnavailable: no answer, or a 429/5xx; `ambiguous` says whether the record may
+                exist (or still come to exist) all the same.
         """
         url = _table_url(connection, table)
-        response = await self._send(connection, "POST", url, what=f"create {table}", retry=False, json=fields)
+        response = await self._send(
+            connection, "POST", url, what=f"create {table}", retry=False, before=before_post, json=fields
+        )
         if response.status_code != 201:
             raise _rejected(response, f"create a {table} record")
         return _result(response)
@@ -103,18 +118,54 @@ class ServiceNowTables:
             url, params = _same_instance(connection, next_url), None
         raise UpstreamError(f"ServiceNow kept paging {table} past {_MAX_PAGES} pages.")
 
+    async def page(
+        self, connection: Connection, table: str, query: str, fields: list[str], *, limit: int = MAX_PAGE_SIZE
+    ) -> list[Record]:
+        """The first `limit` (at most 1,000) matching records: one request, no `Link` followed.
+
+        For keyset paging, where the caller words each next page's `query` from the last one (an
+        offset shifts when a record moves while the pages are read). `query` should end in an
+        ORDERBY. No count is asked for (`sysparm_no_count`): it costs the instance a second query.
+        """
+        params = {
+            "sysparm_query": query,
+            "sysparm_fields": ",".join(fields),
+            "sysparm_limit": str(max(1, min(limit, MAX_PAGE_SIZE))),
+            "sysparm_exclude_reference_link": "true",
+            "sysparm_no_count": "true",
+        }
+        url = _table_url(connection, table)
+        response = await self._send(connection, "GET", url, what=f"query {table}", params=params)
+        if response.status_code == 404:
+            return []  # v1 answers an empty result with 404
+        if response.status_code != 200:
+            raise _rejected(response, f"query {table}")
+        return _results(response)
+
     async def _send(
-        self, connection: Connection, method: str, url: str, *, what: str, retry: bool = True, **kwargs: Any
+        self,
+        connection: Connection,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        retry: bool = True,
+        before: Callable[[], Awaitable[None]] | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
         token = await self._tokens.access_token(connection)
+        if before is not None:
+            await before()
         response = await self._attempt(method, url, token.get_secret_value(), what, retry, kwargs)
         if response.status_code != 401:
             return response
         logger.info("ServiceNow refused the access token (%s); refreshing it once", what)
         token = await self._tokens.after_rejection(connection, token)
+        if before is not None:
+            await before()
         response = await self._attempt(method, url, token.get_secret_value(), what, retry, kwargs)
         if response.status_code == 401:
-            raise UpstreamError("ServiceNow refused a freshly refreshed access token.")
+            raise TokenRefused(f"ServiceNow refused a freshly refreshed access token ({what}).")
         return response
 
     async def _attempt(

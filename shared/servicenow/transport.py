@@ -1,9 +1,16 @@
 """HTTP to ServiceNow instances: timeouts, retries with backoff that honour Retry-After, and the
 mapping of transport failures into our exception tree.
 
-Only calls that are safe to repeat are retried: reads, refresh and revoke, and creates that carry
-a correlation id we can look up afterwards. The authorization-code exchange is not: a code is
-single-use, so a second try could only fail.
+Only calls that are safe to repeat are retried: reads, refresh and revoke. Creates are sent once
+here (the ticketing service decides about another one) and the authorization-code exchange too:
+a code is single-use, so a second try could only fail.
+
+Every `UpstreamUnavailable` raised here says whether ServiceNow may have carried the request out
+(`ambiguous`). It certainly did not when the request never left (connect error, connect or pool
+timeout), when the instance turned it away before processing (429; 503 with Retry-After, which
+its rate limiting and maintenance send). Anything else (a read or write timeout after sending, a
+dropped connection, 500/502/504, a 503 without Retry-After) is ambiguous: a create may have made
+its record, possibly only later (ServiceNow's transaction quota lets it run for 60 s).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+# Transport failures that happen before a byte of the request is sent.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,17 @@ def retry_after_seconds(response: httpx.Response | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def maybe_processed(response: httpx.Response) -> bool:
+    """Whether ServiceNow may have carried out a request it answered with a retryable status.
+
+    429 and a 503 with Retry-After (rate limiting, maintenance) are refusals before processing;
+    500, 502, 504 and a bare 503 may come after the work was done (or while it is still running).
+    """
+    if response.status_code == 429:
+        return False
+    return not (response.status_code == 503 and retry_after_seconds(response) is not None)
+
+
 def new_http_client(*, timeout: httpx.Timeout = DEFAULT_TIMEOUT, **options: Any) -> httpx.AsyncClient:
     """The one client for every ServiceNow instance (pooled connections, explicit timeouts).
 
@@ -91,24 +111,30 @@ async def send_with_retries(
 
     Raises:
         UpstreamUnavailable: ServiceNow stayed unavailable, or asked us to wait longer than we will.
+            `ambiguous` is True when any attempt may have been carried out (module docstring).
     """
     attempts = policy.attempts if retry else 1
     response: httpx.Response | None = None
+    ambiguous = False
     for attempt in range(1, attempts + 1):
         response = None
         try:
             response = await send()
         except httpx.TransportError as exc:
+            ambiguous = ambiguous or not isinstance(exc, NOT_SENT)
             logger.warning(
                 "ServiceNow %s: %s (attempt %d of %d)", what, type(exc).__name__, attempt, attempts
             )
             if attempt == attempts:
                 raise UpstreamUnavailable(
-                    f"ServiceNow did not answer ({what}).", retry_after=int(policy.max_backoff_s)
+                    f"ServiceNow did not answer ({what}).",
+                    retry_after=int(policy.max_backoff_s),
+                    ambiguous=ambiguous,
                 ) from exc
         else:
             if response.status_code not in RETRYABLE_STATUSES:
                 return response
+            ambiguous = ambiguous or maybe_processed(response)
             logger.warning(
                 "ServiceNow %s: HTTP %d (attempt %d of %d)", what, response.status_code, attempt, attempts
             )
@@ -124,4 +150,5 @@ async def send_with_retries(
         f"ServiceNow is unavailable or rate limiting us ({what}: {status}).",
         retry_after=math.ceil(hinted) if hinted is not None else int(policy.max_backoff_s),
         hinted=hinted is not None,
+        ambiguous=ambiguous,
     )

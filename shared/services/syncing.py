@@ -7,22 +7,29 @@ Policy, in the order a sync applies it:
   tenant's failure is its message's failure: the others never notice.
 - **One worker per tenant.** The worker takes a lease on the connection row (ETag-conditional
   write). A second message for the same tenant (a manual sync while the timer's runs, a backlog)
-  is dropped while the lease is held, and a message older than the tenant's last successful sync
-  is dropped too: both would only repeat the same work.
+  is dropped while the lease is held, and so is a message made before the start of the tenant's
+  last successful sync (that run queried ServiceNow after the request): both would only repeat
+  the same work.
 - **Tokens.** The access token is refreshed when it expires within 10 minutes. A dead grant marks
   the connection `reauthorization_required` (AccessTokens does that) and the worker returns
   without an error: retrying cannot help, and the timer lists only connected tenants, so later
   runs skip the tenant until an admin re-authorizes. A refresh token dying within 14 days is
   logged here and shown in the status (`refreshTokenExpiresSoon`).
 - **Incremental pull.** Per table, one query: this connector's records (`correlation_display`)
-  updated at or after the stored watermark, ordered by `sys_updated_on` (then `sys_id`, so pages
-  are stable), only the four fields needed, pages of up to 1,000 via `Link`. ServiceNow dates have
-  one-second resolution, so the query uses `>=`: a record changed later in the same second as the
-  watermark is returned again. The watermark stores which records (and in which state) were
-  already applied at that second, so those are skipped and the rest are not missed.
+  updated at or after the stored watermark less a look-back (2 minutes, so a record committed
+  late with an older `sys_updated_on` is still seen), ordered by `sys_updated_on` then `sys_id`,
+  only the four fields needed, pages of up to 1,000. Pages are keyset-paged, not offset-paged:
+  each next page asks for `sys_updated_on>=` the newest time of the page before (records of that
+  second come back and are dropped), so a record updated while we read moves to a later page
+  and cannot push another one past an offset unseen. A second holding a whole page is read on
+  by `sys_id` within that second, then the next page starts after it.
+- **Same second and look-back.** ServiceNow dates have one-second resolution, so the query uses
+  `>=`. The watermark stores which records (sys_id, state, time) of the look-back window below
+  it were already handled, so those are skipped (no read of our rows), while a record changed
+  later in the watermark's second, or committed late inside the window, is applied.
 - **Writes, then the watermark.** Only records whose state differs from our row are written,
   merged in transactions of at most 100 rows of the tenant's partition. The watermark (and the
-  set seen at its second) is saved after the rows are written, so a crash in between only
+  set seen in its window) is saved after the rows are written, so a crash in between only
   repeats work, it never skips any.
 - **Deletions and drift.** A deleted record never shows up in an incremental query, so every
   `reconcile_every` (default a day), and on the first sync of a table, the query leaves out the
@@ -31,8 +38,19 @@ Policy, in the order a sync applies it:
   is not mistaken for a deleted one) and the ones still missing are marked deleted. The same
   listing repairs any state a normal run missed. Normal runs stay within `tables +
   ceil(changed / 1000)` requests; the reconciliation costs `tables + ceil(tickets / 1000)` once a day.
-- **Status.** Success sets `lastSyncAt` and clears `lastError`. A failure records `lastError` and
-  raises, so the host retries the message and finally moves it to `sync-requests-poison`.
+- **Status.** Success sets `lastSyncAt` and clears `lastError`. Every status write is conditional
+  on the row still being the connection this run started with (same instance, client and
+  authorization, still connected) and the lease on it still being this run's: a stale failure
+  never overwrites a re-authorization, and a success never clears the error of a connection that
+  needs re-authorizing.
+- **Failures.** ServiceNow refusing the query (400/403) or a freshly refreshed token is recorded
+  in `lastError` and the message is consumed: retrying soon cannot help, and the next scheduled
+  run tries again (one attempt per schedule). ServiceNow asking us to wait longer than
+  `max_retry_after` (Retry-After) records `lastError` and `sync_not_before`; the timer skips the
+  tenant until then. Any other failure records `lastError` and raises, so the host retries the
+  message and finally moves it to `sync-requests-poison`.
+- **Housekeeping.** The timer also deletes OAuth states that expired over a day ago (at most
+  1,000 a run).
 """
 
 from __future__ import annotations
@@ -45,7 +63,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from shared.errors import AppError, ConnectionNotReady, ReauthorizationRequired
+from shared.errors import (
+    AppError,
+    ConnectionNotReady,
+    ReauthorizationRequired,
+    TokenRefused,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from shared.models import (
     Connection,
     ConnectionStatus,
@@ -64,14 +90,18 @@ logger = logging.getLogger(__name__)
 FIELDS = ["sys_id", "correlation_id", "state", "sys_updated_on"]
 GLIDE_FORMAT = "%Y-%m-%d %H:%M:%S"
 SEEN_SUFFIX = "@seen"
-# How many (sys_id, state) pairs are kept for the watermark's second. Past this (a bulk update in
-# one second), none are kept: those records are compared with our rows again next run, which
-# costs a read of the partition but never a missed or a repeated write.
-SEEN_LIMIT = 100
+# How many records of the look-back window below the watermark are remembered (newest first), as
+# `sys_id=state@seconds-below-the-watermark` (about 45 characters each; the Watermarks property,
+# both tables together, must stay well under Table Storage's 32K characters). Records past this
+# (a bulk update) are compared with our rows again next run: a read of the partition, never a
+# missed or a repeated write.
+SEEN_LIMIT = 200
 SYS_ID_CHUNK = 100  # sys_idIN lists: 100 ids of 32 characters keep the URL well under 8 KB
 ENQUEUE_CONCURRENCY = 32
+MAX_PAGES = 10_000  # per table and run: 10 million records; past it something is wrong
 
 Record = dict[str, Any]
+Version = tuple[str, str]  # (sys_updated_on, state) of a record as we saw it
 
 
 # --- ports ----------------------------------------------------------------------------------------
@@ -106,24 +136,44 @@ class RecordPort(Protocol):
         self, connection: Connection, table: str, query: str, fields: list[str], *, page_size: int = ...
     ) -> AsyncIterator[list[Record]]: ...
 
+    async def page(
+        self, connection: Connection, table: str, query: str, fields: list[str], *, limit: int = ...
+    ) -> list[Record]: ...
+
+
+class OAuthStatePort(Protocol):
+    async def delete_expired(self, before: datetime, *, limit: int = ...) -> int: ...
+
 
 @dataclass(frozen=True)
 class SyncConfig:
     page_size: int = 1000
+    # The most records one request asks for (the Table API client's cap). A next page asks for
+    # page_size plus the records of the boundary second it will see again, up to this.
+    max_page_size: int = 1000
     refresh_within: timedelta = timedelta(minutes=10)
     refresh_token_warning: timedelta = timedelta(days=14)
     reconcile_every: timedelta = timedelta(days=1)
+    # Re-read this far below the watermark: a record committed late (its transaction began before
+    # our last read) carries an older sys_updated_on than records we already saw.
+    look_back: timedelta = timedelta(minutes=2)
+    # A Retry-After longer than this (the longest the ServiceNow client waits by itself) is not
+    # left to the host's retries, 10 s apart: the tenant is not synced again before it has passed.
+    max_retry_after: timedelta = timedelta(seconds=30)
     # A lease outlives the longest run the host allows (host.json functionTimeout, 10 minutes).
     lease: timedelta = timedelta(minutes=10)
     # Tickets younger than this are not judged missing: their record may be newer than the listing.
     deletion_grace: timedelta = timedelta(minutes=5)
+    # The timer deletes OAuth states that expired this long ago, at most `state_purge_limit` a run.
+    state_retention: timedelta = timedelta(days=1)
+    state_purge_limit: int = 1000
     tables: tuple[str, ...] = TICKET_TABLES
 
 
 @dataclass
 class TableOutcome:
     table: str
-    pages: int = 0
+    pages: int = 0  # ServiceNow requests made for the table's listing
     records: int = 0
     changed: int = 0
     deleted: int = 0
@@ -132,12 +182,14 @@ class TableOutcome:
 
 @dataclass
 class SyncOutcome:
-    """How one tenant's sync ended (for logs and tests); `skipped` names why nothing was done."""
+    """How one tenant's sync ended (for logs and tests); `skipped` names why it stopped early."""
 
     tenant_id: str
     skipped: str | None = None
     refreshed: bool = False
     tables: list[TableOutcome] = field(default_factory=list)
+    # Set when ServiceNow asked us to stay away (a long Retry-After): no sync before then.
+    not_before: datetime | None = None
 
     @property
     def changed(self) -> int:
@@ -162,6 +214,7 @@ class SyncService:
         tokens: TokenPort,
         records: RecordPort,
         queue: MessageQueue,
+        states: OAuthStatePort | None = None,
         config: SyncConfig | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -170,6 +223,7 @@ class SyncService:
         self._tokens = tokens
         self._records = records
         self._queue = queue
+        self._states = states
         self._config = config or SyncConfig()
         self._clock = clock
 
@@ -180,13 +234,14 @@ class SyncService:
     # --- fan-out ---------------------------------------------------------------------------------
 
     async def enqueue_connected(self, reason: SyncReason = "timer") -> int:
-        """One message per connected tenant; the number queued.
+        """One message per connected tenant (but those ServiceNow asked us to leave alone for now);
+        the number queued.
 
         Keeps going past a failed send so one bad moment does not starve the tenants after it,
         then raises, so the failure is visible on the timer's invocation.
         """
         requested_at = self._clock()
-        queued = failed = 0
+        queued = failed = deferred = 0
         batch: list[str] = []
 
         async def flush() -> None:
@@ -207,15 +262,46 @@ class SyncService:
             batch.clear()
 
         async for connection in self._connections.with_status(ConnectionStatus.CONNECTED):
+            if connection.sync_not_before is not None and connection.sync_not_before > requested_at:
+                deferred += 1
+                continue
             batch.append(connection.tenant_id)
             if len(batch) >= ENQUEUE_CONCURRENCY:
                 await flush()
         if batch:
             await flush()
-        logger.info("Queued a %s sync for %d connected tenant(s)", reason, queued)
+        logger.info(
+            "Queued a %s sync for %d connected tenant(s)%s",
+            reason,
+            queued,
+            f"; {deferred} left alone until ServiceNow's Retry-After has passed" if deferred else "",
+        )
         if failed:
             raise SyncEnqueueFailed(f"{failed} of {queued + failed} sync messages could not be queued.")
         return queued
+
+    async def purge_expired_states(self) -> int:
+        """Delete OAuth states that expired over `state_retention` ago (bounded); never raises.
+
+        Housekeeping on the timer: a failure is logged and the next run tries again.
+        """
+        if self._states is None:
+            return 0
+        cutoff = self._clock() - self._config.state_retention
+        limit = self._config.state_purge_limit
+        try:
+            deleted = await self._states.delete_expired(cutoff, limit=limit)
+        except AppError as error:
+            logger.warning("Could not delete expired OAuth states: %s", error.message)
+            return 0
+        if deleted:
+            logger.info(
+                "Deleted %d OAuth state(s) that expired before %s%s",
+                deleted,
+                cutoff.isoformat(),
+                " (the limit of one run; the next run goes on)" if deleted >= limit else "",
+            )
+        return deleted
 
     async def request_sync(self, tenant_id: str) -> SyncQueued:
         """POST /api/sync: queue this tenant's sync now (only a connected tenant can sync)."""
@@ -237,47 +323,78 @@ class SyncService:
     async def sync_tenant(self, request: SyncRequest) -> SyncOutcome:
         """Refresh the tenant's tokens if needed and pull its ticket states.
 
-        Returns normally when there is nothing to do or the grant is dead (known conditions the
-        message cannot fix by being retried). Raises on anything else, after recording it as the
+        Returns normally when there is nothing to do, or when retrying the message soon cannot
+        help: a dead grant, ServiceNow refusing the query, ServiceNow asking us to wait long. Those
+        are recorded on the connection. Raises on anything else, after recording it as the
         connection's `lastError`, so the host retries and finally poisons the message.
         """
         tenant_id = request.tenant_id
         outcome = SyncOutcome(tenant_id)
         started = self._clock()
         try:
-            connection = await self._connections.update(tenant_id, self._lease(request, started))
+            run = await self._connections.update(tenant_id, self._lease(request, started))
         except _Skip as skip:
             outcome.skipped = skip.reason
             logger.info("Sync skipped: %s", skip.reason)
             return outcome
-        if connection is None:
+        if run is None:
             outcome.skipped = "not configured"
             logger.info("Sync skipped: the tenant has no ServiceNow connection")
             return outcome
         try:
-            await self._sync(connection, started, outcome)
+            await self._sync(run, started, outcome)
         except ReauthorizationRequired:
             # AccessTokens has already set reauthorization_required and lastError.
             outcome.skipped = "reauthorization required"
             logger.warning("Sync stopped: the ServiceNow grant is dead; waiting for an admin to re-authorize")
-            await self._release(tenant_id, {})
+            await self._end(run, {})
             return outcome
         except ConnectionNotReady as error:
             # Connected, yet no token set or client secret is stored: only re-authorizing fixes it.
             outcome.skipped = "reauthorization required"
             logger.warning("Sync stopped: %s", error.message)
-            await self._release(
-                tenant_id,
+            await self._end(
+                run,
                 {
                     "status": ConnectionStatus.REAUTHORIZATION_REQUIRED,
                     "last_error": f"{error.message} An admin must re-authorize the connection.",
                 },
             )
             return outcome
+        except (UpstreamRejected, TokenRefused) as error:
+            # Retrying in seconds cannot change ServiceNow's mind; the next scheduled run tries again.
+            outcome.skipped = "rejected by ServiceNow"
+            logger.warning(
+                "Sync stopped (not retried; the next scheduled sync tries again): %s", error.message
+            )
+            await self._end(run, {"last_error": f"Sync failed: {error.message}"})
+            return outcome
+        except UpstreamUnavailable as error:
+            wait = timedelta(seconds=error.retry_after)
+            if not (error.hinted and wait > self._config.max_retry_after):
+                await self._failed(run, error)
+                raise
+            not_before = self._clock() + wait
+            outcome.skipped = "deferred by ServiceNow"
+            outcome.not_before = not_before
+            logger.warning(
+                "Sync stopped: ServiceNow asked us to wait %d s; no sync of this tenant before %s",
+                error.retry_after,
+                not_before.isoformat(),
+            )
+            await self._end(
+                run,
+                {
+                    "last_error": (
+                        f"Sync paused: {error.message} ServiceNow asked us to wait; the next sync "
+                        f"runs after {not_before:%Y-%m-%d %H:%M:%S} UTC."
+                    ),
+                    "sync_not_before": not_before,
+                },
+            )
+            return outcome
         except Exception as error:
-            message = error.message if isinstance(error, AppError) else "The sync failed unexpectedly."
-            logger.warning("Sync failed (the message will be retried): %s", message)
-            await self._release(tenant_id, {"last_error": f"Sync failed: {message}"}, best_effort=True)
+            await self._failed(run, error)
             raise
         return outcome
 
@@ -287,25 +404,48 @@ class SyncService:
                 raise _Skip(f"the connection is {current.status.value}")
             if current.sync_lease_until is not None and current.sync_lease_until > now:
                 raise _Skip("another sync of this tenant is running")
-            if current.last_sync_at is not None and current.last_sync_at >= request.requested_at:
+            if current.sync_not_before is not None and current.sync_not_before > now:
+                raise _Skip(f"ServiceNow asked us to wait until {current.sync_not_before.isoformat()}")
+            started = current.last_sync_started_at
+            if started is not None and started >= request.requested_at:
                 raise _Skip("the tenant was synced after this request was made")
             return {"sync_lease_until": now + self._config.lease, "updated_at": now}
 
         return take
 
-    async def _release(self, tenant_id: str, fields: dict[str, Any], *, best_effort: bool = False) -> None:
+    async def _failed(self, run: Connection, error: Exception) -> None:
+        message = error.message if isinstance(error, AppError) else "The sync failed unexpectedly."
+        logger.warning("Sync failed (the message will be retried): %s", message)
+        await self._end(run, {"last_error": f"Sync failed: {message}"}, best_effort=True)
+
+    async def _end(self, run: Connection, fields: dict[str, Any], *, best_effort: bool = False) -> None:
+        """Release this run's lease and set `fields`, each only if it still applies.
+
+        Both only while the lease is still this run's (an expired one may have been taken by
+        another worker, whose news is newer), and `fields` (status, lastError) only while the row
+        is still the connection this run started with: a re-authorization, a reconfiguration or a
+        dead grant recorded meanwhile is newer news than this run's failure.
+        """
+
+        def change(current: Connection) -> dict[str, Any]:
+            if current.sync_lease_until != run.sync_lease_until:
+                return {}
+            update: dict[str, Any] = {"sync_lease_until": None}
+            if fields and _same_connection(current, run):
+                update.update(fields)
+            update["updated_at"] = self._clock()
+            return update
+
         try:
-            await self._connections.update(
-                tenant_id, lambda _: {**fields, "sync_lease_until": None, "updated_at": self._clock()}
-            )
+            await self._connections.update(run.tenant_id, change)
         except AppError:
             if not best_effort:
                 raise
             logger.warning("Could not record the sync failure on the connection")
 
-    async def _sync(self, connection: Connection, started: datetime, outcome: SyncOutcome) -> None:
-        before = connection.access_token_expires_at
-        tokens = await self._tokens.refresh_if_expiring(connection, self._config.refresh_within)
+    async def _sync(self, run: Connection, started: datetime, outcome: SyncOutcome) -> None:
+        before = run.access_token_expires_at
+        tokens = await self._tokens.refresh_if_expiring(run, self._config.refresh_within)
         outcome.refreshed = before is not None and tokens.access_token_expires_at != before
         if tokens.refresh_token_expires_at - started < self._config.refresh_token_warning:
             logger.warning(
@@ -313,41 +453,46 @@ class SyncService:
                 tokens.refresh_token_expires_at,
             )
         reconcile_all = (
-            connection.last_reconciled_at is None
-            or started - connection.last_reconciled_at >= self._config.reconcile_every
+            run.last_reconciled_at is None or started - run.last_reconciled_at >= self._config.reconcile_every
         )
-        index = _LazyIndex(lambda: self._tickets.sync_index(connection.tenant_id))
-        watermarks = dict(connection.watermarks)
+        index = _LazyIndex(lambda: self._tickets.sync_index(run.tenant_id))
+        watermarks = dict(run.watermarks)
         tables = self._config.tables
         for position, table in enumerate(tables):
             reconcile = reconcile_all or table not in watermarks
-            table_outcome, marks = await self._sync_table(
-                connection, table, watermarks, index, reconcile, started
-            )
+            table_outcome, marks = await self._sync_table(run, table, watermarks, index, reconcile, started)
             outcome.tables.append(table_outcome)
             watermarks.update(marks)
             if not marks.get(table + SEEN_SUFFIX):
                 watermarks.pop(table + SEEN_SUFFIX, None)
             if position < len(tables) - 1 and marks:
                 # A checkpoint per table: a later table's failure does not repeat this one's work.
-                await self._save_watermarks(connection, marks)
+                await self._save_watermarks(run, marks)
         reconciled_all = all(t.reconciled for t in outcome.tables)
         final = {t: watermarks[t] for t in (tables[-1], tables[-1] + SEEN_SUFFIX) if t in watermarks}
 
         def finish(current: Connection) -> dict[str, Any]:
-            fields: dict[str, Any] = {
-                "last_sync_at": self._clock(),
-                "last_error": None,
-                "sync_lease_until": None,
-                "updated_at": self._clock(),
-            }
-            if current.instance_url == connection.instance_url:
+            now = self._clock()
+            fields: dict[str, Any] = {}
+            if current.sync_lease_until == run.sync_lease_until:
+                fields["sync_lease_until"] = None
+            if current.instance_url == run.instance_url:
                 fields["watermarks"] = _merge_watermarks(current.watermarks, final, tables[-1])
                 if reconciled_all:
                     fields["last_reconciled_at"] = started
+                if current.client_id == run.client_id:
+                    fields["last_sync_at"] = now
+                    previous = current.last_sync_started_at
+                    fields["last_sync_started_at"] = started if previous is None else max(previous, started)
+                    if current.status == ConnectionStatus.CONNECTED:
+                        # Not when the grant died meanwhile: its lastError says what to do.
+                        fields["last_error"] = None
+                        fields["sync_not_before"] = None
+            if fields:
+                fields["updated_at"] = now
             return fields
 
-        await self._connections.update(connection.tenant_id, finish)
+        await self._connections.update(run.tenant_id, finish)
         logger.info(
             "Synced: %d state change(s), %d deletion(s) over %d page(s)%s",
             outcome.changed,
@@ -356,15 +501,15 @@ class SyncService:
             " (reconciled)" if reconciled_all else "",
         )
 
-    async def _save_watermarks(self, connection: Connection, marks: dict[str, str]) -> None:
+    async def _save_watermarks(self, run: Connection, marks: dict[str, str]) -> None:
         table = next(key for key in marks if SEEN_SUFFIX not in key)
 
         def save(current: Connection) -> dict[str, Any]:
-            if current.instance_url != connection.instance_url:
+            if current.instance_url != run.instance_url:
                 return {}  # reconfigured to another instance meanwhile: these marks mean nothing there
             return {"watermarks": _merge_watermarks(current.watermarks, marks, table)}
 
-        await self._connections.update(connection.tenant_id, save)
+        await self._connections.update(run.tenant_id, save)
 
     async def _sync_table(
         self,
@@ -376,41 +521,94 @@ class SyncService:
         started: datetime,
     ) -> tuple[TableOutcome, dict[str, str]]:
         outcome = TableOutcome(table, reconciled=reconcile)
-        mark = watermarks.get(table)
-        seen = _parse_seen(watermarks.get(table + SEEN_SUFFIX)) if mark else {}
-        clauses = [f"correlation_display={CORRELATION_DISPLAY}"]
-        if mark and not reconcile:
-            clauses.append(f"sys_updated_on>={mark}")
-        query = "^".join([*clauses, "ORDERBYsys_updated_on", "ORDERBYsys_id"])
-        newest, newest_seen = mark or "", dict(seen)
-        listed: set[str] = set()
-        async for page in self._records.query(
-            connection, table, query, FIELDS, page_size=self._config.page_size
-        ):
-            outcome.pages += 1
+        mark = watermarks.get(table) or ""
+        seen = _parse_seen(watermarks.get(table + SEEN_SUFFIX), mark) if mark else {}
+        lower = None if reconcile or not mark else _seconds_before(mark, self._config.look_back)
+        observed: dict[str, Version] = {}  # every record listed, in its newest version
+        async for page in self._pull(connection, table, lower, outcome):
             outcome.records += len(page)
             fresh: list[Record] = []
             for record in page:
-                sys_id, updated = str(record.get("sys_id", "")), str(record.get("sys_updated_on", ""))
-                state = str(record.get("state", ""))
-                listed.add(sys_id)
-                if updated > newest:
-                    newest, newest_seen = updated, {}
-                if updated == newest:
-                    newest_seen[sys_id] = state
-                if updated == mark and seen.get(sys_id) == state:
-                    continue  # applied by an earlier run (same second as the watermark, same state)
+                sys_id, version = _sys_id(record), _version(record)
+                if sys_id not in observed or version[0] >= observed[sys_id][0]:
+                    observed[sys_id] = version
+                if seen.get(sys_id) == version:
+                    continue  # handled by an earlier run (same time, same state)
                 fresh.append(record)
             if fresh:
                 outcome.changed += await self._apply(connection.tenant_id, table, fresh, await index.get())
         if reconcile:
-            outcome.deleted = await self._reconcile(connection, table, listed, index, started)
+            outcome.deleted = await self._reconcile(connection, table, set(observed), index, started)
         marks: dict[str, str] = {}
+        newest = max([mark, *(updated for updated, _ in observed.values())])
         if newest:
             marks[table] = newest
-            if len(newest_seen) <= SEEN_LIMIT:
-                marks[table + SEEN_SUFFIX] = _format_seen(newest_seen)
+            window = _seen_window(observed, newest, self._config.look_back)
+            if window:
+                marks[table + SEEN_SUFFIX] = _format_seen(window, newest)
         return outcome, marks
+
+    async def _pull(
+        self, connection: Connection, table: str, lower: str | None, outcome: TableOutcome
+    ) -> AsyncIterator[list[Record]]:
+        """This connector's records of `table` updated at or after `lower` (all of them when None),
+        oldest first, a page at a time; each version of a record once.
+
+        Keyset paging: the next page asks for `sys_updated_on>=` the newest time of the page
+        before, so a record updated while we read moves to a later page instead of shifting the
+        others past an offset. The boundary second's records come back and are dropped here; the
+        next page asks for that many more (up to `max_page_size`). When one second fills a whole
+        page, the rest of that second is read by `sys_id` and the next page starts after it.
+        """
+        base = f"correlation_display={CORRELATION_DISPLAY}"
+        order = "ORDERBYsys_updated_on^ORDERBYsys_id"
+        cap = max(1, self._config.max_page_size)
+        size = max(1, min(self._config.page_size, cap))
+        after = f"sys_updated_on>={lower}" if lower else ""
+        limit = size
+        returned: dict[str, Version] = {}
+
+        def unseen(page: list[Record]) -> list[Record]:
+            fresh = []
+            for record in page:
+                sys_id, version = _sys_id(record), _version(record)
+                if returned.get(sys_id) != version:
+                    returned[sys_id] = version
+                    fresh.append(record)
+            return fresh
+
+        async def fetch(query: str, limit: int) -> list[Record]:
+            if outcome.pages >= MAX_PAGES:
+                raise UpstreamError(f"ServiceNow kept paging {table} past {MAX_PAGES} pages.")
+            outcome.pages += 1
+            return await self._records.page(connection, table, query, FIELDS, limit=limit)
+
+        while True:
+            page = await fetch("^".join(part for part in (base, after, order) if part), limit)
+            fresh = unseen(page)
+            if fresh:
+                yield fresh
+            if len(page) < limit:
+                return
+            last = _updated(page[-1])
+            boundary = sum(1 for record in page if _updated(record) == last)
+            if boundary < cap:
+                after, limit = f"sys_updated_on>={last}", min(cap, size + boundary)
+                continue
+            # A whole page of one second (a bulk update): read on in it by sys_id, then go past it.
+            last_id = _sys_id(page[-1])
+            while True:
+                within = f"{base}^sys_updated_on={last}^sys_id>{last_id}^ORDERBYsys_id"
+                page = await fetch(within, cap)
+                fresh = unseen(page)
+                if fresh:
+                    yield fresh
+                if len(page) < cap:
+                    break
+                if _sys_id(page[-1]) <= last_id:
+                    raise UpstreamError(f"ServiceNow did not page {table} on by sys_id; stopped.")
+                last_id = _sys_id(page[-1])
+            after, limit = f"sys_updated_on>{last}", size
 
     async def _apply(
         self, tenant_id: str, table: str, records: list[Record], index: dict[str, TicketSyncEntry]
@@ -496,6 +694,17 @@ def request_bound(tables: int, changed: int, page_size: int = 1000) -> int:
     return tables + math.ceil(changed / page_size)
 
 
+def _same_connection(current: Connection, run: Connection) -> bool:
+    """Still the connected grant the run started with: no re-authorization, reconfiguration or
+    dead grant recorded since (those are newer news than anything the run found)."""
+    return (
+        current.status == ConnectionStatus.CONNECTED
+        and current.instance_url == run.instance_url
+        and current.client_id == run.client_id
+        and current.connected_at == run.connected_at
+    )
+
+
 def _with_state(entry: TicketSyncEntry, state: str) -> TicketSyncEntry:
     return TicketSyncEntry(
         ticket_id=entry.ticket_id,
@@ -514,26 +723,73 @@ def _parse_glide(value: str) -> datetime | None:
         return None
 
 
-def _parse_seen(value: str | None) -> dict[str, str]:
+def _format_glide(value: datetime) -> str:
+    return value.strftime(GLIDE_FORMAT)
+
+
+def _seconds_before(mark: str, delta: timedelta) -> str:
+    """The Glide date-time `delta` before `mark` (`mark` itself if it is not one)."""
+    parsed = _parse_glide(mark)
+    return mark if parsed is None else _format_glide(parsed - delta)
+
+
+def _sys_id(record: Record) -> str:
+    return str(record.get("sys_id", ""))
+
+
+def _updated(record: Record) -> str:
+    return str(record.get("sys_updated_on", ""))
+
+
+def _version(record: Record) -> Version:
+    return _updated(record), str(record.get("state", ""))
+
+
+def _seen_window(observed: dict[str, Version], newest: str, look_back: timedelta) -> dict[str, Version]:
+    """The records seen in the look-back window below `newest`, the newest `SEEN_LIMIT` of them."""
+    floor = _seconds_before(newest, look_back)
+    inside = [(sys_id, version) for sys_id, version in observed.items() if floor <= version[0] <= newest]
+    inside.sort(key=lambda item: (item[1][0], item[0]), reverse=True)
+    return dict(inside[:SEEN_LIMIT])
+
+
+def _parse_seen(value: str | None, mark: str) -> dict[str, Version]:
+    """`sys_id=state` (at the watermark's second) or `sys_id=state@N` (N seconds below it)."""
     if not value:
         return {}
-    seen: dict[str, str] = {}
+    base = _parse_glide(mark)
+    seen: dict[str, Version] = {}
     for item in value.split(","):
-        sys_id, _, state = item.partition("=")
-        if sys_id:
-            seen[sys_id] = state
+        sys_id, _, rest = item.partition("=")
+        state, at, ago = rest.partition("@")
+        if not sys_id:
+            continue
+        if not at:
+            seen[sys_id] = (mark, state)
+        elif base is not None and ago.isdigit():
+            seen[sys_id] = (_format_glide(base - timedelta(seconds=int(ago))), state)
     return seen
 
 
-def _format_seen(seen: dict[str, str]) -> str:
-    return ",".join(f"{sys_id}={state}" for sys_id, state in sorted(seen.items()))
+def _format_seen(seen: dict[str, Version], mark: str) -> str:
+    base = _parse_glide(mark)
+    items: list[str] = []
+    for sys_id, (updated, state) in sorted(seen.items()):
+        if updated == mark:
+            items.append(f"{sys_id}={state}")
+            continue
+        at = _parse_glide(updated)
+        if base is not None and at is not None and at <= base:
+            items.append(f"{sys_id}={state}@{int((base - at).total_seconds())}")
+    return ",".join(items)
 
 
 def _merge_watermarks(current: dict[str, str], marks: dict[str, str], table: str) -> dict[str, str]:
     """The stored watermarks with `table`'s moved forward, never back.
 
     Two workers could both finish (a lease that expired under a very slow run): the later
-    watermark wins, and the seen-set goes with the watermark it belongs to.
+    watermark wins, and the seen-set goes with the watermark it belongs to (at the same watermark
+    the two sets are joined, the newest `SEEN_LIMIT` kept).
     """
     merged = dict(current)
     new = marks.get(table)
@@ -549,11 +805,12 @@ def _merge_watermarks(current: dict[str, str], marks: dict[str, str], table: str
             merged.pop(seen_key, None)
     elif new == old:
         if seen_key in marks:
-            both = {**_parse_seen(merged.get(seen_key)), **_parse_seen(marks[seen_key])}
-            if len(both) <= SEEN_LIMIT:
-                merged[seen_key] = _format_seen(both)
-            else:
-                merged.pop(seen_key, None)
+            both = _parse_seen(merged.get(seen_key), new)
+            for sys_id, version in _parse_seen(marks[seen_key], new).items():
+                if sys_id not in both or version[0] >= both[sys_id][0]:
+                    both[sys_id] = version
+            newest_first = sorted(both.items(), key=lambda item: (item[1][0], item[0]), reverse=True)
+            merged[seen_key] = _format_seen(dict(newest_first[:SEEN_LIMIT]), new)
         else:
             merged.pop(seen_key, None)
     return merged

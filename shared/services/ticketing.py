@@ -6,22 +6,34 @@ No duplicates, ever. The protocol (README "Idempotency" says it for API users):
    insert into the `idempotency` table *before* ServiceNow is called. The claim holds the request
    fingerprint, the ticket id chosen up front, and a lease: until `lease_until` the claimant alone
    may send creates.
-2. The record goes to ServiceNow with `correlation_id` = that ticket id. A create is sent once per
-   attempt; after an ambiguous failure (timeout, dropped connection, 5xx, 429) ServiceNow is asked
-   for the correlation id before another attempt, so a record made by an answer we never heard is
-   found, not made again. The lease is renewed (ETag-conditional) before every attempt: an
-   attempt whose claim was taken over in the meantime is never sent.
-3. The ticket row is written, then the claim marked completed.
+2. The record goes to ServiceNow with `correlation_id` = that ticket id. A create (POST) is sent
+   once per attempt. The access token is fetched first; then the lease is renewed
+   (ETag-conditional) and `posted_at` written, immediately before the POST leaves: a create whose
+   claim was taken over meanwhile is never sent, and however slow the token was, the POST has
+   the whole lease.
+3. A failure that ServiceNow certainly did not process (never sent, 429, 503 with Retry-After) is
+   retried at once (honouring a short Retry-After). After an *ambiguous* one (timeout after
+   sending, dropped connection, 500/502/504, bare 503) the record is looked up by correlation id,
+   and if it is not there no create is sent until the ambiguous one is `settle_window` old (75 s:
+   ServiceNow's transaction quota of 60 s plus a margin), because it may still commit. Meanwhile
+   the claim keeps its lease until then and the caller gets 503 with Retry-After = the time left.
+4. The ticket row is written, then the claim marked completed.
 
 A second request with the key finds the claim: another body is 422; completed returns the ticket
 (200); in progress with a live lease waits briefly for it, then 409 `idempotency_key_in_progress`
-with Retry-After; in progress with a free or expired lease (the first request gave up with a 503,
-or crashed) takes the lease over, looks ServiceNow up by correlation id, and creates only if
-nothing is there. Twenty concurrent requests with one key therefore make one record.
+with Retry-After; in progress with a free or expired lease (the first request gave up, or
+crashed) takes the lease over, looks ServiceNow up by correlation id, and creates only if nothing
+is there and the claim's `posted_at` is older than the settle window. Twenty concurrent requests
+with one key therefore make one record.
 
-What is left: ServiceNow may commit a create whose answer we gave up on after we looked it up
-(its transaction quota is 60 s; our lease, 90 s by default, and our lookups come sooner). The
-record would then exist twice; no client can prevent that without a server-side unique key.
+The claim is deleted (the key free again) only when ServiceNow refused the create itself and no
+create of the claim may have made a record; any other failure keeps the claim and its ticket id.
+A create runs under an overall deadline (`create_deadline_s`), well inside the front end's limit;
+past it the caller gets 503 and the lease is kept.
+
+What is left: a create whose transaction outlives the settle window (an instance whose REST quota
+was raised above 60 s, or a transaction queued behind others for long) could still commit after
+the lookup that let a second create go. Raise `settle_window` for such instances.
 """
 
 from __future__ import annotations
@@ -116,9 +128,21 @@ class IdempotencyClaims(Protocol):
 
 
 class ServiceNowRecords(Protocol):
-    """The part of `ServiceNowTables` tickets need: `create` is sent once, `find_one` is retried."""
+    """The part of `ServiceNowTables` tickets need: `create` is sent once, `find_one` is retried.
 
-    async def create(self, connection: Connection, table: str, fields: dict[str, str]) -> Record: ...
+    `create` awaits `before_post` immediately before the POST leaves (after fetching the access
+    token) and raises `UpstreamUnavailable` with `ambiguous` set when ServiceNow may have made the
+    record all the same.
+    """
+
+    async def create(
+        self,
+        connection: Connection,
+        table: str,
+        fields: dict[str, str],
+        *,
+        before_post: Callable[[], Awaitable[None]] | None = None,
+    ) -> Record: ...
 
     async def find_one(
         self, connection: Connection, table: str, query: str, fields: list[str]
@@ -130,15 +154,27 @@ class TicketingPolicy:
     """How hard a create tries, and how the idempotency claim is shared between requests.
 
     `lease` must outlast one create attempt including ServiceNow's own processing (its quota
-    cancels a transaction after 60 s), so a takeover never runs beside a live attempt.
+    cancels a transaction after 60 s), so a takeover never runs beside a live attempt; it is at
+    least `settle_window`.
     """
 
     create_attempts: int = 3
     max_retry_wait_s: float = 10.0  # a longer Retry-After is passed on to the caller as a 503
     backoff_s: float = 0.5  # between attempts when ServiceNow gave no Retry-After
     lease: timedelta = timedelta(seconds=90)
+    # After a create that ServiceNow may have processed without telling us (timeout, dropped
+    # connection, 5xx), no other is sent until that one is this old: its transaction may run for
+    # ServiceNow's quota of 60 s and commit after our lookup. 60 s plus a margin.
+    settle_window: timedelta = timedelta(seconds=75)
+    # The whole create (waits, lookups, token, POSTs) ends by then, well inside the ~230 s the
+    # front end gives a request; past it the caller gets 503 and the lease is kept.
+    create_deadline_s: float = 60.0
     wait_for_claim_s: float = 10.0  # a repeat waits this long for a concurrent create to finish
     poll_interval_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.lease < self.settle_window:
+            raise ValueError("lease must be at least settle_window")
 
 
 @dataclass(frozen=True)
@@ -149,9 +185,22 @@ class CreateResult:
 
 @dataclass
 class _Held:
-    """The claim as this request last wrote it: its ETag moves with every lease renewal."""
+    """The claim as this request last wrote it (its ETag moves with every write), and what this
+    request knows about the creates sent for it."""
 
     claim: IdempotencyRecord
+    # When the latest create that ServiceNow may have carried out was sent; None: there is none.
+    maybe_made: datetime | None
+    # When the POST now on the wire left (set once its lease renewal is written).
+    sending: datetime | None = None
+    # ServiceNow refused the create itself (not a lookup).
+    refused: bool = False
+
+    def unknown_outcome(self) -> None:
+        """The POST on the wire ended without telling whether it made the record."""
+        if self.sending is not None:
+            self.maybe_made = self.sending
+            self.sending = None
 
 
 @dataclass(frozen=True)
@@ -199,9 +248,12 @@ class TicketingService:
             ConnectionNotReady, ReauthorizationRequired: ServiceNow cannot be used for the tenant.
             IdempotencyKeyReused: the key was used with another body.
             IdempotencyKeyInProgress: another request with the key is still creating the ticket.
-            UpstreamUnavailable: ServiceNow (or Graph, or storage) is down or rate limiting us.
-            UpstreamRejected: ServiceNow refused the record.
+            UpstreamUnavailable: ServiceNow (or Graph, or storage) is down or rate limiting us, a
+                create's outcome is not known yet (retry_after: when a retry can go on), or the
+                create ran past its deadline.
+            UpstreamRejected: ServiceNow refused the record, or the lookup of it.
         """
+        deadline = asyncio.get_running_loop().time() + self._policy.create_deadline_s
         self._check_due_date(request.due_date)
         key_hash = idempotency_key_hash(idempotency_key)
         connection = await self._ready_connection(caller.tenant_id)
@@ -215,7 +267,9 @@ class TicketingService:
                     claim = await self._idempotency.claim(self._new_claim(caller, key_hash, fingerprint))
                 except PreconditionFailed:
                     continue  # a concurrent request claimed it first: deal with its claim
-                ticket = await self._fulfil(claim, connection, request, details, look_first=False)
+                ticket = await self._fulfil(
+                    claim, connection, request, details, look_first=False, deadline=deadline
+                )
                 return CreateResult(ticket, created=True)
             if claim.fingerprint != fingerprint:
                 raise IdempotencyKeyReused()
@@ -224,7 +278,9 @@ class TicketingService:
                 return CreateResult(self._view(outcome, connection), created=False)
             if outcome is not None:  # the lease is ours: finish what the earlier request started
                 details = details or await self._details(caller.tenant_id, request)
-                ticket = await self._fulfil(outcome, connection, request, details, look_first=True)
+                ticket = await self._fulfil(
+                    outcome, connection, request, details, look_first=True, deadline=deadline
+                )
                 return CreateResult(ticket, created=True)
         raise IdempotencyKeyInProgress()
 
@@ -329,6 +385,7 @@ class TicketingService:
         details: _Details,
         *,
         look_first: bool,
+        deadline: float,
     ) -> TicketView:
         fields = mapping.record_fields(
             ticket_id=claim.ticket_id,
@@ -344,20 +401,25 @@ class TicketingService:
             user_name=claim.created_by_name,
             user_id=claim.created_by,
         )
-        held = _Held(claim)
+        held = _Held(claim, maybe_made=claim.posted_at)
         try:
-            record = await self._create_or_find(held, connection, request.type, fields, look_first)
-        except UpstreamRejected:
-            await self._quietly(self._idempotency.release(held.claim))  # nothing was made: the key is free
-            raise
+            async with asyncio.timeout_at(deadline):
+                record = await self._create_or_find(
+                    held, connection, request.type, fields, look_first=look_first, deadline=deadline
+                )
+        except TimeoutError:
+            raise self._overdue(held) from None
         except IdempotencyKeyInProgress:
-            raise
-        except AppError:
-            # Keep the claim and its ticket id, but free the lease: a retry with the key looks the
-            # record up by correlation id before it creates anything.
-            await self._quietly(
-                self._idempotency.replace(held.claim.model_copy(update={"lease_until": None}))
-            )
+            raise  # another request took the claim over: it is theirs to write now
+        except AppError as exc:
+            held.unknown_outcome()
+            if isinstance(exc, UpstreamRejected) and held.refused and held.maybe_made is None:
+                # ServiceNow refused the record and no create of this claim can have made one.
+                await self._quietly(self._idempotency.release(held.claim))  # the key is free
+                raise
+            settles = await self._keep_claim(held)
+            if isinstance(exc, UpstreamUnavailable) and settles is not None:
+                raise self._retry_when_settled(exc, settles) from exc
             raise
         ticket = await self._store(self._ticket(held.claim, connection, request, details, record))
         await self._mark_completed(held.claim)
@@ -370,47 +432,135 @@ class TicketingService:
         connection: Connection,
         table: str,
         fields: dict[str, str],
+        *,
         look_first: bool,
+        deadline: float,
     ) -> Record:
-        """The record: found by correlation id, or created by one of a few single-shot attempts."""
+        """The record: found by correlation id, or created by one of a few single-shot attempts.
+
+        A create is sent only while no earlier one may still commit (`held.maybe_made` older
+        than the settle window) and only right after a lookup that found nothing (unless nothing
+        was ever sent for the claim).
+        """
         ticket_id = held.claim.ticket_id
         query = f"correlation_id={ticket_id}^ORDERBYsys_created_on"
+        loop = asyncio.get_running_loop()
         failure: UpstreamUnavailable | None = None
-        for attempt in range(1, self._policy.create_attempts + 1):
-            if look_first or attempt > 1:
+        posts = 0
+        look = look_first
+        while True:
+            if look:
                 found = await self._servicenow.find_one(connection, table, query, RECORD_FIELDS)
                 if found is not None:
                     logger.info("Found the %s record of ticket %s by correlation id", table, ticket_id)
                     return found
-            if attempt > 1:  # the first attempt runs on the lease just written by the claim or takeover
-                held.claim = await self._renew_lease(held.claim)
+            look = True
+            settling = self._settle_left(held)
+            if settling > 0:
+                # An earlier create may still commit: no other until it has had the time to.
+                if (
+                    posts >= self._policy.create_attempts
+                    or settling > self._policy.max_retry_wait_s
+                    or loop.time() + settling >= deadline
+                ):
+                    raise UpstreamUnavailable(
+                        "ServiceNow did not confirm creating the ticket and has no record of it "
+                        "yet. Retry with the same Idempotency-Key after the Retry-After time.",
+                        retry_after=math.ceil(settling),
+                        ambiguous=True,
+                    )
+                await self._sleep(settling)
+                continue  # and look again
+            if posts >= self._policy.create_attempts:
+                assert failure is not None
+                raise failure
+            posts += 1
             try:
-                return await self._servicenow.create(connection, table, fields)
+                return await self._servicenow.create(
+                    connection, table, fields, before_post=lambda: self._before_post(held)
+                )
+            except UpstreamRejected:
+                held.sending, held.refused = None, True  # refused: nothing was made
+                raise
             except UpstreamUnavailable as exc:
                 failure = exc
+                ambiguous = exc.ambiguous and held.sending is not None  # None: the POST never left
                 logger.warning(
-                    "Creating ticket %s: attempt %d of %d failed (%s)",
+                    "Creating ticket %s: attempt %d of %d failed (%s; %s)",
                     ticket_id,
-                    attempt,
+                    posts,
                     self._policy.create_attempts,
                     exc.message,
+                    "may have been processed" if ambiguous else "not processed",
                 )
-            wait = failure.retry_after if failure.hinted else self._policy.backoff_s * 2 ** (attempt - 1)
-            if attempt == self._policy.create_attempts or wait > self._policy.max_retry_wait_s:
-                break
+                if ambiguous:
+                    held.unknown_outcome()
+                    continue  # look it up at once; the settle window decides about another
+                held.sending = None
+            if posts >= self._policy.create_attempts:
+                raise failure
+            wait = failure.retry_after if failure.hinted else self._policy.backoff_s * 2 ** (posts - 1)
+            if wait > self._policy.max_retry_wait_s or loop.time() + wait >= deadline:
+                raise failure
             await self._sleep(wait)
-        # The last attempt may have made the record before its answer was lost.
-        found = await self._servicenow.find_one(connection, table, query, RECORD_FIELDS)
-        if found is not None:
-            return found
-        assert failure is not None
-        raise failure
 
-    async def _renew_lease(self, claim: IdempotencyRecord) -> IdempotencyRecord:
+    async def _before_post(self, held: _Held) -> None:
+        """Renew the lease and note the POST, immediately before it leaves (the token is at hand).
+
+        Raises:
+            IdempotencyKeyInProgress: another request took the claim over; nothing is sent.
+        """
+        now = self._clock()
+        held.claim = await self._renew_lease(held.claim, posted_at=now)
+        held.sending = now
+
+    def _settle_left(self, held: _Held) -> float:
+        """Seconds until the latest create that may have been processed can no longer commit."""
+        if held.maybe_made is None:
+            return 0.0
+        return (held.maybe_made + self._policy.settle_window - self._clock()).total_seconds()
+
+    async def _keep_claim(self, held: _Held) -> datetime | None:
+        """Keep the claim and its ticket id after a failure, so a retry looks before it creates.
+
+        The lease is kept only until a create that may have been processed can no longer commit
+        (then a retry may take over); otherwise it is freed. Returns that time, or None.
+        """
+        settles = None
+        if held.maybe_made is not None:
+            settles = held.maybe_made + self._policy.settle_window
+            if settles <= self._clock():
+                settles = None
+        update = {"lease_until": settles, "posted_at": held.maybe_made}
+        await self._quietly(self._idempotency.replace(held.claim.model_copy(update=update)))
+        return settles
+
+    def _retry_when_settled(self, error: UpstreamUnavailable, settles: datetime) -> UpstreamUnavailable:
+        """`error` with Retry-After no sooner than a retry can make progress."""
+        left = math.ceil((settles - self._clock()).total_seconds())
+        return UpstreamUnavailable(
+            error.message,
+            retry_after=max(error.retry_after, left),
+            hinted=error.hinted,
+            ambiguous=error.ambiguous,
+        )
+
+    def _overdue(self, held: _Held) -> UpstreamUnavailable:
+        """The create ran out of time. The claim keeps its lease (a POST may be on the wire)."""
+        logger.warning("Creating ticket %s took longer than its deadline", held.claim.ticket_id)
+        lease = held.claim.lease_until
+        left = math.ceil((lease - self._clock()).total_seconds()) if lease is not None else 1
+        return UpstreamUnavailable(
+            "ServiceNow is too slow to create the ticket now. Retry with the same Idempotency-Key "
+            "after the Retry-After time.",
+            retry_after=max(1, left),
+            ambiguous=held.sending is not None or held.maybe_made is not None,
+        )
+
+    async def _renew_lease(self, claim: IdempotencyRecord, *, posted_at: datetime) -> IdempotencyRecord:
+        update = {"lease_until": posted_at + self._policy.lease, "posted_at": posted_at}
         try:
-            return await self._idempotency.replace(
-                claim.model_copy(update={"lease_until": self._clock() + self._policy.lease})
-            )
+            return await self._idempotency.replace(claim.model_copy(update=update))
         except PreconditionFailed as exc:
             # Another request took over this key (our lease had run out): it owns the create now.
             raise IdempotencyKeyInProgress() from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from shared.stores.tables import (
     get_entity,
     query,
     replace_entity,
+    storage_errors,
     to_entity,
     upsert_entity,
 )
@@ -25,6 +27,7 @@ OAUTH_STATES = "oauthstates"
 CONNECTION_ROW = "servicenow"
 STATE_ROW = "state"
 _CONNECTION_JSON = frozenset({"StateNames", "Watermarks"})
+_DELETE_CONCURRENCY = 16
 
 
 class ConnectionRepository:
@@ -104,3 +107,29 @@ class OAuthStateRepository:
         consumed = state.model_copy(update={"consumed_at": at})
         etag = await replace_entity(table, to_entity(consumed, state.state_id, STATE_ROW), state.etag)
         return consumed.model_copy(update={"etag": etag})
+
+    async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
+        """Delete states that expired before `before`, at most `limit` of them; returns how many.
+
+        States are partitioned by their own id, so this is a query across partitions (a table
+        scan); it stays cheap because this cleanup keeps the table small. A row that is already
+        gone is not an error.
+        """
+        if limit <= 0:
+            return 0
+        table = await self._store.table(OAUTH_STATES)
+        keys: list[tuple[str, str]] = []
+        with storage_errors(f"list {OAUTH_STATES}"):
+            async for entity in table.query_entities(
+                "ExpiresAt lt @cutoff",
+                parameters={"cutoff": before},
+                select=["PartitionKey", "RowKey"],
+                results_per_page=min(limit, 1000),
+            ):
+                keys.append((str(entity["PartitionKey"]), str(entity["RowKey"])))
+                if len(keys) >= limit:
+                    break
+        for start in range(0, len(keys), _DELETE_CONCURRENCY):
+            chunk = keys[start : start + _DELETE_CONCURRENCY]
+            await asyncio.gather(*(delete_entity(table, pk, rk) for pk, rk in chunk))
+        return len(keys)

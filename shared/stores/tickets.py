@@ -19,7 +19,8 @@ JSON: the portal passes them back unchanged and never learns our keys' format.
         claim(record)   conditional insert; PreconditionFailed when the key is taken
         get(tenant_id, key_hash)
         replace(record) ETag-conditional write (lease takeover, completion)
-        release(record) ETag-conditional delete (the create failed for good; the key is free)
+        release(record) ETag-conditional delete (ServiceNow refused the create, and no create of
+                        the claim may have made a record: the key is free)
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ def use_sync(stack: Stack, **config: Any) -> SyncService:
         tokens=container.access_tokens,
         records=tables,
         queue=container.sync_queue,
+        states=container.oauth_states,
         config=replace(SyncConfig(), **config),
     )
     # `sync_http` is in the container only so that `container.aclose()` closes it after the test.

@@ -4,7 +4,9 @@ portal reads them through the API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.identity import Role
-from shared.models import TokenSet
+from shared.models import OAuthState, TokenSet
 from shared.stores.secrets import tokens_name
 from tests.e2e import api, sync_api
 from tests.e2e.conftest import Stack
@@ -212,3 +214,87 @@ async def test_a_record_deleted_in_servicenow_is_marked_deleted(stack: Stack) ->
     assert shown["state"] == deleted["state"]  # the last state seen, not silently "New"
     still_there = (await stack.client.get(f"/api/tickets/{kept['id']}", headers=headers)).json()
     assert still_there["deletedInServiceNowAt"] is None
+
+
+async def test_servicenow_refusing_the_query_is_recorded_once_per_timer_run_and_never_poisoned(
+    stack: Stack,
+) -> None:
+    use_sync(stack, tables=("incident", "no_such_table"))  # the instance answers 400 Invalid table
+    stack.host.set_queue_visibility_timeout(0)  # a retried message would come back at once
+    tenant = await connected_tenant(stack)
+    await _tickets(stack, tenant, "incident", 1)
+    refused = "GET /api/now/table/no_such_table"
+
+    await run_timer(stack)
+    status = await sync_api.wait_status(stack, tenant, lambda s: s["lastError"], "lastError recorded")
+    assert "Invalid table" in status["lastError"]
+    assert status["status"] == "connected"
+    assert status["lastSyncAt"] is None
+    await asyncio.sleep(1.0)  # time enough for the host to retry, were the message failed
+    assert (await stack.simulator.stats()).get(refused) == 1
+    assert await sync_api.poisoned(stack, tenant) == []
+    row = await sync_api.connection_row(stack, tenant)
+    assert row.get("SyncLeaseUntil") is None
+    assert "incident" in json.loads(row["Watermarks"])  # the table before it was synced
+
+    await run_timer(stack)  # the next scheduled run tries again, once
+    deadline = asyncio.get_running_loop().time() + sync_api.WAIT_S
+    while (await stack.simulator.stats()).get(refused) != 2:
+        assert asyncio.get_running_loop().time() < deadline, "the second timer run did not reach the instance"
+        await asyncio.sleep(0.05)
+
+    use_sync(stack)  # the admin fixed the instance (here: we stop asking for that table)
+    assert await sync_api.run_worker(stack, tenant) == "succeeded"
+    synced = await api.status(stack, tenant)
+    assert synced["lastError"] is None
+    assert synced["lastSyncAt"] is not None
+    row = await sync_api.connection_row(stack, tenant)
+    assert row.get("SyncLeaseUntil") is None  # released: the row held this run's own lease value
+    assert row.get("LastSyncStartedAt") is not None
+
+
+async def test_a_long_retry_after_pauses_the_tenant_and_later_timers_leave_it_alone(stack: Stack) -> None:
+    use_sync(stack)
+    paused = await connected_tenant(stack)
+    healthy_simulator = await stack.start_simulator()
+    healthy = await connected_tenant(stack, healthy_simulator)
+    await stack.simulator.control(
+        "POST", "faults", {"kind": "429", "count": 1, "retry_after": 3600, "path_prefix": "/api/now/table/"}
+    )
+
+    await run_timer(stack)
+    status = await sync_api.wait_status(stack, paused, lambda s: s["lastError"], "lastError recorded")
+    assert "ServiceNow asked us to wait" in status["lastError"]
+    assert status["status"] == "connected"
+    not_before = (await sync_api.connection_row(stack, paused))["SyncNotBefore"]
+    assert sync_api.soon(55) < not_before < sync_api.soon(65)
+    healthy_first = await wait_synced(stack, healthy, None)
+    assert await sync_api.poisoned(stack, paused) == []
+
+    await stack.simulator.control("POST", "stats/reset")
+    await run_timer(stack)
+    await wait_synced(stack, healthy, healthy_first["lastSyncAt"])  # the second run has happened
+    assert await stack.simulator.stats() == {}  # nothing reached the paused tenant's instance
+    assert await sync_api.run_worker(stack, paused) == "succeeded"  # a manual message is dropped too
+    assert await stack.simulator.stats() == {}
+
+
+async def test_the_timer_deletes_oauth_states_that_expired_over_a_day_ago(stack: Stack) -> None:
+    now = datetime.now(UTC)
+    states = stack.container.oauth_states
+
+    def state(expires_at: datetime) -> OAuthState:
+        return OAuthState(
+            state_id=uuid.uuid4().hex, tenant_id=stack.new_tenant(), user_id="u", user_name="U",
+            instance_url=stack.simulator.url, client_id="c",
+            created_at=expires_at - timedelta(minutes=10), expires_at=expires_at,
+        )  # fmt: skip
+
+    old, recent = state(now - timedelta(days=2)), state(now - timedelta(hours=1))
+    await states.add(old)
+    await states.add(recent)
+
+    await run_timer(stack)
+
+    assert await stack.rows("oauthstates", old.state_id) == []
+    assert len(await stack.rows("oauthstates", recent.state_id)) == 1

@@ -240,7 +240,10 @@ async def test_a_short_burst_is_retried(stack: Stack, kind: str) -> None:
 
 async def test_a_long_burst_is_503_with_retry_after_and_the_retry_makes_one_record(stack: Stack) -> None:
     tenant = await connected_tenant(stack)
-    fast_servicenow(stack, policy=TicketingPolicy(create_attempts=2, max_retry_wait_s=2.0))
+    # A bare 503 may come after the work was done: each is looked up, and no other create goes
+    # before the settle window (made short here) has passed.
+    policy = TicketingPolicy(create_attempts=2, max_retry_wait_s=2.0, settle_window=timedelta(seconds=1))
+    fast_servicenow(stack, policy=policy)
     await fault(stack.simulator, "503", count=50, method="POST", path_prefix="/api/now/table/incident")
     failed = await create(stack, tenant, ticket_body(), key="long-burst", expect=503)
     assert failed.json()["error"]["code"] == "upstream_unavailable"
@@ -355,3 +358,59 @@ async def test_requests_that_cannot_create_a_ticket(stack: Stack) -> None:
     too_long = await stack.client.post("/api/tickets", json=ticket_body(), headers=headers)
     assert too_long.status_code == 400
     assert await records(stack.simulator, "incident") == []
+
+
+async def test_a_create_servicenow_commits_after_our_timeout_is_not_sent_again(stack: Stack) -> None:
+    """Our timeout ends before ServiceNow's transaction does: it commits after our lookup."""
+    tenant = await connected_tenant(stack)
+    policy = TicketingPolicy(settle_window=timedelta(seconds=4), max_retry_wait_s=1.0)  # answer, not wait
+    fast_servicenow(stack, timeout_s=0.5, policy=policy)
+    await fault(
+        stack.simulator, "timeout", method="POST", path_prefix="/api/now/table/incident",
+        late_commit=True, delay_seconds=2.0,
+    )  # fmt: skip
+    first = await create(stack, tenant, ticket_body(), key="late", expect=503)
+    assert first.json()["error"]["code"] == "upstream_unavailable"
+    wait = int(first.headers["Retry-After"])
+    assert 2 <= wait <= 4
+    assert await records(stack.simulator, "incident") == []  # still running when we looked
+    await asyncio.sleep(wait)
+    ticket = (await create(stack, tenant, ticket_body(), key="late", expect=201)).json()
+    [record] = await records(stack.simulator, "incident")
+    assert (record["correlation_id"], record["number"]) == (ticket["id"], ticket["number"])
+    assert (await stack.simulator.stats())["POST /api/now/table/incident"] == 1
+    assert (await create(stack, tenant, ticket_body(), key="late", expect=200)).json()["id"] == ticket["id"]
+
+
+async def test_a_refused_lookup_after_a_lost_answer_keeps_the_key(stack: Stack) -> None:
+    tenant = await connected_tenant(stack)
+    fast_servicenow(stack, policy=TicketingPolicy(settle_window=timedelta(seconds=1)))
+    await fault(
+        stack.simulator, "drop", method="POST", path_prefix="/api/now/table/incident", after_processing=True
+    )
+    await fault(stack.simulator, "403", method="GET", path_prefix="/api/now/table/incident")
+    refused = await create(stack, tenant, ticket_body(), key="refused-lookup", expect=502)
+    assert refused.json()["error"]["code"] == "upstream_rejected"
+    [made] = await records(stack.simulator, "incident")
+    # The same key again finds the record (once the settle window is over), rather than making another.
+    ticket = (await create(stack, tenant, ticket_body(), key="refused-lookup", expect=201)).json()
+    assert ticket["id"] == made["correlation_id"]
+    assert len(await records(stack.simulator, "incident")) == 1
+
+
+async def test_a_create_past_its_deadline_is_503_and_keeps_the_lease(stack: Stack) -> None:
+    tenant = await connected_tenant(stack)
+    policy = TicketingPolicy(create_deadline_s=1.0, wait_for_claim_s=0.0)
+    fast_servicenow(stack, timeout_s=8.0, policy=policy)
+    await fault(
+        stack.simulator, "timeout", method="POST", path_prefix="/api/now/table/incident", delay_seconds=5
+    )
+    started = asyncio.get_running_loop().time()
+    slow = await create(stack, tenant, ticket_body(), key="deadline", expect=503)
+    assert asyncio.get_running_loop().time() - started < 3
+    assert slow.json()["error"]["code"] == "upstream_unavailable"
+    assert 80 <= int(slow.headers["Retry-After"]) <= 90  # the lease written right before the POST
+    # The POST may still be running in ServiceNow: nobody takes the key over before the lease ends.
+    busy = await create(stack, tenant, ticket_body(), key="deadline", expect=409)
+    assert busy.json()["error"]["code"] == "idempotency_key_in_progress"
+    assert (await stack.simulator.stats())["POST /api/now/table/incident"] == 1

@@ -68,3 +68,9 @@ class InMemoryOAuthStateRepository(OAuthStateRepository):
         consumed = state.model_copy(update={"consumed_at": at, "etag": next(_etags)})
         self.rows[state.state_id] = consumed
         return consumed
+
+    async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
+        expired = [key for key, state in self.rows.items() if state.expires_at < before][: max(0, limit)]
+        for key in expired:
+            del self.rows[key]
+        return len(expired)

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -95,28 +96,53 @@ class InMemoryClaims:
         self.rows.pop(key, None)
 
 
-Outcome = Literal["ok", "lost", "unavailable", "rejected", "rate_limited"]
+Outcome = Literal["ok", "lost", "late", "timeout", "hang", "unavailable", "rejected", "rate_limited"]
+LookupOutcome = Literal["ok", "rejected", "unavailable"]
 
 
 @dataclass
 class FakeServiceNow:
     """Records by table. `outcomes` scripts the next creates (then "ok"):
 
-    - "lost": the record is made, then the answer is lost (UpstreamUnavailable) — a 201 we never saw;
-    - "unavailable": nothing is made (UpstreamUnavailable, retry_after 1);
-    - "rate_limited": nothing is made (UpstreamUnavailable with `rate_limit_retry_after`);
+    - "lost": the record is made, then the answer is lost (ambiguous UpstreamUnavailable) — a 201
+      we never saw;
+    - "late": ambiguous UpstreamUnavailable while ServiceNow is still working: the record is made
+      only after the next lookup (which therefore finds nothing) — a transaction that commits late;
+    - "timeout": ambiguous UpstreamUnavailable, and nothing is ever made;
+    - "hang": the POST never returns (until cancelled), and nothing is made;
+    - "unavailable": nothing is made, and certainly not (a connect error: not ambiguous, retry_after 1);
+    - "rate_limited": a 429, nothing is made (not ambiguous, `rate_limit_retry_after`, hinted);
     - "rejected": ServiceNow refuses the record (UpstreamRejected).
+
+    `lookup_outcomes` scripts the next lookups the same way (then "ok"). Like `ServiceNowTables`,
+    `create` gets the token (`token_hook`, one-shot, stands for a slow refresh), then awaits
+    `before_post`, then sends; `creates` counts the POSTs sent.
     """
 
     records: dict[str, list[dict[str, str]]] = field(
         default_factory=lambda: {"incident": [], "change_request": []}
     )
     outcomes: list[Outcome] = field(default_factory=list)
+    lookup_outcomes: list[LookupOutcome] = field(default_factory=list)
     rate_limit_retry_after: int = 1
     creates: int = 0
     lookups: list[str] = field(default_factory=list)
+    token_hook: Callable[[], Awaitable[object]] | None = None
+    pending: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # "late" creates
 
-    async def create(self, connection: Connection, table: str, fields: dict[str, str]) -> dict[str, Any]:
+    async def create(
+        self,
+        connection: Connection,
+        table: str,
+        fields: dict[str, str],
+        *,
+        before_post: Callable[[], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
+        if self.token_hook is not None:
+            hook, self.token_hook = self.token_hook, None
+            await hook()
+        if before_post is not None:
+            await before_post()
         self.creates += 1
         await asyncio.sleep(0)
         outcome = self.outcomes.pop(0) if self.outcomes else "ok"
@@ -128,9 +154,16 @@ class FakeServiceNow:
             raise UpstreamUnavailable("ServiceNow did not answer.", retry_after=1)
         if outcome == "rate_limited":
             raise UpstreamUnavailable("rate limited", retry_after=self.rate_limit_retry_after, hinted=True)
+        if outcome == "hang":
+            await asyncio.Event().wait()
+        if outcome == "timeout":
+            raise UpstreamUnavailable("ServiceNow did not answer (create).", retry_after=1, ambiguous=True)
+        if outcome == "late":
+            self.pending.append((table, fields))
+            raise UpstreamUnavailable("ServiceNow did not answer (create).", retry_after=1, ambiguous=True)
         record = self._insert(table, fields)
         if outcome == "lost":
-            raise UpstreamUnavailable("ServiceNow did not answer (create).", retry_after=1)
+            raise UpstreamUnavailable("ServiceNow did not answer (create).", retry_after=1, ambiguous=True)
         return dict(record)
 
     async def find_one(
@@ -140,7 +173,19 @@ class FakeServiceNow:
         match = re.fullmatch(r"correlation_id=([0-9a-f]+)\^ORDERBYsys_created_on", query)
         assert match, query
         found = [r for r in self.records[table] if r["correlation_id"] == match.group(1)]
+        self.commit_late()  # a transaction still running commits after this lookup
+        outcome = self.lookup_outcomes.pop(0) if self.lookup_outcomes else "ok"
+        if outcome == "rejected":
+            raise UpstreamRejected("ServiceNow refused to query incident (HTTP 403): Operation Failed.")
+        if outcome == "unavailable":
+            raise UpstreamUnavailable("ServiceNow did not answer (query incident).", retry_after=1)
         return {name: found[0].get(name, "") for name in fields} if found else None
+
+    def commit_late(self) -> None:
+        """Let every create still running in ServiceNow ("late") commit its record now."""
+        while self.pending:
+            table, fields = self.pending.pop(0)
+            self._insert(table, fields)
 
     def _insert(self, table: str, fields: dict[str, str]) -> dict[str, str]:
         prefix, state = ("INC", "1") if table == "incident" else ("CHG", "-5")

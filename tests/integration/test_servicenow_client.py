@@ -286,3 +286,63 @@ async def test_a_stale_failure_does_not_flip_a_newer_authorization(client: Clien
     row = await client.connections.get(client.connection.tenant_id)
     assert row is not None
     assert row.status == ConnectionStatus.CONNECTED  # the row was connected after the failing grant
+
+
+@pytest.mark.parametrize(
+    ("fault", "ambiguous"),
+    [
+        ({"kind": "503", "retry_after": 1}, False),  # the instance's rate limiting or maintenance
+        ({"kind": "429", "retry_after": 1}, False),
+        ({"kind": "503"}, True),
+        ({"kind": "500"}, True),
+        ({"kind": "drop"}, True),
+    ],
+)
+async def test_a_failed_create_says_whether_the_record_may_exist(
+    client: Client, fault: dict[str, object], ambiguous: bool
+) -> None:
+    await client.fault(**fault, method="POST", path_prefix="/api/now/table/incident")
+    with pytest.raises(UpstreamUnavailable) as raised:
+        await client.tables.create(client.connection, "incident", {"correlation_id": "maybe"})
+    assert raised.value.ambiguous is ambiguous
+
+
+async def test_a_create_that_never_reached_the_instance_is_not_ambiguous(client: Client) -> None:
+    await client.tables.find_one(client.connection, "incident", "ORDERBYnumber", FIELDS)  # token in memory
+    closed = await start_simulator()
+    url = closed.url
+    await closed.aclose()  # nothing listens on its port any more
+    moved = client.connection.model_copy(update={"instance_url": url})
+    with pytest.raises(UpstreamUnavailable) as raised:
+        await client.tables.create(moved, "incident", {"correlation_id": "never-sent"})
+    assert raised.value.ambiguous is False
+
+
+async def test_before_post_runs_after_the_token_and_right_before_each_post(client: Client) -> None:
+    """Also before the replay after a 401: the token refresh comes first, then the hook, then the POST."""
+    await client.tables.find_one(client.connection, "incident", "ORDERBYnumber", FIELDS)  # token in memory
+    await client.control.post("/__sim/tokens/expire", json={})  # the instance will refuse it: 401
+    await client.control.post("/__sim/stats/reset")
+    seen: list[tuple[int, int]] = []
+
+    async def before_post() -> None:
+        stats = await client.stats()
+        seen.append((stats.get("POST /oauth_token.do", 0), stats.get("POST /api/now/table/incident", 0)))
+
+    record = await client.tables.create(
+        client.connection, "incident", {"correlation_id": "hooked"}, before_post=before_post
+    )
+    assert record["correlation_id"] == "hooked"
+    assert seen == [(0, 0), (1, 1)]  # before the refused POST; after the refresh, before the replay
+
+
+async def test_a_failing_before_post_sends_nothing(client: Client) -> None:
+    async def lost_the_lease() -> None:
+        raise RuntimeError("taken over")
+
+    await client.control.post("/__sim/stats/reset")
+    with pytest.raises(RuntimeError):
+        await client.tables.create(
+            client.connection, "incident", {"correlation_id": "x"}, before_post=lost_the_lease
+        )
+    assert "POST /api/now/table/incident" not in await client.stats()

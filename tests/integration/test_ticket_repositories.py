@@ -128,3 +128,24 @@ async def test_one_of_many_racers_claims_a_key_and_etags_guard_the_claim(store: 
         await repo.release(claimed)
     await repo.release(completed)
     assert await repo.get("t1", "f" * 64) is None
+
+
+async def test_a_claim_keeps_the_time_of_its_last_create_until_it_is_cleared(store: TableStore) -> None:
+    repo = IdempotencyRepository(store)
+    claimed = await repo.claim(
+        IdempotencyRecord(
+            tenant_id="t2", key_hash="e" * 64, fingerprint="0" * 64, ticket_id=new_ticket_id(NOW),
+            status="in_progress", created_by="u", created_by_name="U", created_at=NOW, lease_until=NOW,
+        )
+    )  # fmt: skip
+    posted = NOW + timedelta(seconds=3)
+    await repo.replace(
+        claimed.model_copy(update={"posted_at": posted, "lease_until": posted + timedelta(seconds=90)})
+    )
+    stored = await repo.get("t2", "e" * 64)
+    assert stored is not None
+    assert (stored.posted_at, stored.lease_until) == (posted, posted + timedelta(seconds=90))
+    await repo.replace(stored.model_copy(update={"posted_at": None, "lease_until": None}))
+    cleared = await repo.get("t2", "e" * 64)
+    assert cleared is not None
+    assert (cleared.posted_at, cleared.lease_until) == (None, None)

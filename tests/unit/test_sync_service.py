@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from shared.errors import ConnectionNotReady, ReauthorizationRequired, UpstreamUnavailable
+from shared.errors import (
+    ConnectionNotReady,
+    ReauthorizationRequired,
+    TokenRefused,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from shared.models import Connection, ConnectionStatus, SyncRequest, TokenSet
 from shared.services.syncing import SyncConfig, SyncService, request_bound
 from shared.services.ticket_mapping import CORRELATION_DISPLAY
@@ -22,6 +29,7 @@ from shared.stores.tickets import StateChangeResult, TicketStateChange, TicketSy
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 TENANT = "11111111-1111-1111-1111-111111111111"
 W = "2025-03-01 11:00:00"  # a watermark (ServiceNow's one-second resolution)
+W_LOOKED_BACK = "2025-03-01 10:58:00"  # what a run asks for: the watermark less the 2-minute look-back
 
 
 class Clock:
@@ -125,11 +133,19 @@ class FakeTokens:
 
 
 class FakeServiceNow:
-    """ServiceNow's records of this connector, answering the queries the service makes."""
+    """ServiceNow's records of this connector, answering the queries the service makes.
+
+    Like the real Table API, every request is evaluated afresh: `query` pages by offset (what the
+    `Link` header does), `page` answers one page. `between_requests` run after each request, to
+    change records while a listing is being read.
+    """
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, dict[str, str]]] = {"incident": {}, "change_request": {}}
         self.requests: list[tuple[str, str]] = []
+        self.between_requests: list[Callable[[int], None]] = []
+        self.fail: dict[str, Exception] = {}  # table -> what its next requests raise
+        self.ignore_sys_id_after = False  # an instance that silently ignores `sys_id>` (see the guard)
 
     def add(self, table: str, ticket_id: str, state: str, updated: str, **extra: str) -> str:
         sys_id = secrets.token_hex(16)
@@ -146,29 +162,82 @@ class FakeServiceNow:
     def set(self, table: str, sys_id: str, **fields: str) -> None:
         self.tables[table][sys_id].update(fields)
 
+    def _matching(self, table: str, query: str) -> list[dict[str, str]]:
+        rows = list(self.tables[table].values())
+        order: list[str] = []
+        for clause in query.split("^"):
+            if clause.startswith("ORDERBY"):
+                order.append(clause[len("ORDERBY") :])
+            elif clause.startswith("sys_idIN"):
+                wanted = set(clause[len("sys_idIN") :].split(","))
+                rows = [r for r in rows if r["sys_id"] in wanted]
+            elif clause.startswith("sys_id>"):
+                if not self.ignore_sys_id_after:
+                    rows = [r for r in rows if r["sys_id"] > clause[len("sys_id>") :]]
+            else:
+                tests: list[tuple[str, Callable[[str, str], bool]]] = [
+                    (">=", lambda a, b: a >= b),
+                    (">", lambda a, b: a > b),
+                    ("=", lambda a, b: a == b),
+                ]
+                for op, test in tests:
+                    name, found, value = clause.partition(op)
+                    if found and name in ("correlation_display", "sys_updated_on"):
+                        rows = [r for r in rows if test(r.get(name, ""), value)]
+                        break
+                else:
+                    raise AssertionError(f"unexpected clause {clause!r}")
+        assert order, "every listing must be ordered"
+        rows.sort(key=lambda r: tuple(r[name] for name in order))
+        return rows
+
+    def _request(self, table: str, query: str) -> None:
+        self.requests.append((table, query))
+        if table in self.fail:
+            self._after_request()  # what happens meanwhile happens whether or not this one fails
+            raise self.fail[table]
+
+    def _after_request(self) -> None:
+        for hook in list(self.between_requests):
+            hook(len(self.requests))
+
+    async def page(
+        self, connection: Connection, table: str, query: str, fields: list[str], *, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        assert fields == ["sys_id", "correlation_id", "state", "sys_updated_on"]
+        assert 1 <= limit <= 1000
+        self._request(table, query)
+        rows = self._matching(table, query)[:limit]
+        self._after_request()
+        return [{name: r[name] for name in fields} for r in rows]
+
     async def query(
         self, connection: Connection, table: str, query: str, fields: list[str], *, page_size: int = 1000
     ) -> AsyncIterator[list[dict[str, Any]]]:
         assert fields == ["sys_id", "correlation_id", "state", "sys_updated_on"]
-        rows = list(self.tables[table].values())
-        for clause in query.split("^"):
-            if clause.startswith("correlation_display="):
-                rows = [r for r in rows if r.get("correlation_display") == clause.split("=", 1)[1]]
-            elif clause.startswith("sys_updated_on>="):
-                rows = [r for r in rows if r["sys_updated_on"] >= clause.split(">=", 1)[1]]
-            elif clause.startswith("sys_idIN"):
-                wanted = set(clause[len("sys_idIN") :].split(","))
-                rows = [r for r in rows if r["sys_id"] in wanted]
-            else:
-                assert clause.startswith("ORDERBY"), clause
-        rows.sort(key=lambda r: (r["sys_updated_on"], r["sys_id"]))
-        for start in range(0, max(len(rows), 1), page_size):
-            self.requests.append((table, query))
-            page = [{name: r[name] for name in fields} for r in rows[start : start + page_size]]
+        offset = 0
+        while True:
+            self._request(table, query)
+            rows = self._matching(table, query)[offset : offset + page_size]
+            self._after_request()
+            page = [{name: r[name] for name in fields} for r in rows]
             if page:
                 yield page
             if len(page) < page_size:
                 return
+            offset += page_size
+
+
+class FakeStates:
+    def __init__(self) -> None:
+        self.calls: list[tuple[datetime, int]] = []
+        self.fail: Exception | None = None
+
+    async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
+        self.calls.append((before, limit))
+        if self.fail is not None:
+            raise self.fail
+        return min(limit, 3)
 
 
 class FakeQueue:
@@ -193,6 +262,7 @@ class World:
     tokens: FakeTokens
     servicenow: FakeServiceNow
     queue: FakeQueue
+    states: FakeStates
     config: SyncConfig
 
     def service(self, **config: Any) -> SyncService:
@@ -202,6 +272,7 @@ class World:
             tokens=self.tokens,
             records=self.servicenow,
             queue=self.queue,
+            states=self.states,
             config=replace(self.config, **config),
             clock=self.clock,
         )
@@ -241,9 +312,11 @@ class World:
     def sys_id(self, table: str, ticket_id: str, tenant_id: str = TENANT) -> str:
         return self.tickets.rows[tenant_id][ticket_id].sys_id
 
-    def request(self, tenant_id: str = TENANT, reason: str = "timer") -> SyncRequest:
+    def request(
+        self, tenant_id: str = TENANT, reason: str = "timer", at: datetime | None = None
+    ) -> SyncRequest:
         return SyncRequest.model_validate(
-            {"tenantId": tenant_id, "reason": reason, "requestedAt": self.clock()}
+            {"tenantId": tenant_id, "reason": reason, "requestedAt": at or self.clock()}
         )
 
     async def sync(self, tenant_id: str = TENANT, **config: Any) -> Any:
@@ -264,6 +337,7 @@ def world() -> World:
         tokens=FakeTokens(connections),
         servicenow=FakeServiceNow(),
         queue=FakeQueue(),
+        states=FakeStates(),
         config=SyncConfig(),
     )
 
@@ -317,7 +391,7 @@ async def test_a_normal_run_makes_one_request_per_table_and_only_asks_for_this_c
 
     assert len(world.servicenow.requests) == 2  # one per table
     for _, query in world.servicenow.requests:
-        assert query.startswith(f"correlation_display={CORRELATION_DISPLAY}^sys_updated_on>={W}^")
+        assert query.startswith(f"correlation_display={CORRELATION_DISPLAY}^sys_updated_on>={W_LOOKED_BACK}^")
         assert query.endswith("^ORDERBYsys_updated_on^ORDERBYsys_id")
     assert world.tickets.writes == []
     assert world.tickets.index_reads == 0  # nothing changed: our rows were not even read
@@ -482,7 +556,8 @@ async def test_a_second_message_while_a_sync_runs_and_a_stale_message_are_droppe
     assert busy.skipped == "another sync of this tenant is running"
     assert world.tokens.calls == 0
 
-    world.connect(last_sync_at=NOW + timedelta(seconds=1))
+    # A run that started (and so queried ServiceNow) after the request was made covers it.
+    world.connect(last_sync_started_at=NOW + timedelta(seconds=1), last_sync_at=NOW + timedelta(minutes=1))
     stale = await world.service().sync_tenant(world.request())
     assert stale.skipped == "the tenant was synced after this request was made"
 
@@ -571,3 +646,383 @@ async def test_a_manual_sync_needs_a_connected_tenant(world: World) -> None:
         "manual",
         queued.requested_at,
     )
+
+
+# --- keyset paging (a record that moves while the pages are read) ---------------------------------------
+
+
+async def test_a_record_updated_while_the_pages_are_read_does_not_push_another_out_of_view(
+    world: World,
+) -> None:
+    world.connect()
+    tickets = [world.ticket("incident", "1", "2025-03-01 10:00:00") for _ in range(10)]
+    for n, ticket in enumerate(tickets):
+        world.servicenow.set(
+            "incident",
+            world.sys_id("incident", ticket),
+            state="2",
+            sys_updated_on=f"2025-03-01 11:20:{n:02d}",
+        )
+
+    def fulfiller_moves_the_first(request_count: int) -> None:
+        # Right after the first page: its first record changes again and sorts last now. Paged by
+        # offset, the second page would start one record too far and never show tickets[5].
+        if request_count == 1:
+            world.servicenow.set(
+                "incident",
+                world.sys_id("incident", tickets[0]),
+                state="6",
+                sys_updated_on="2025-03-01 11:30:00",
+            )
+
+    world.servicenow.between_requests.append(fulfiller_moves_the_first)
+    await world.sync(page_size=5)
+
+    assert [world.tickets.state(TENANT, t) for t in tickets] == ["6"] + ["2"] * 9
+    assert connection(world).watermarks["incident"] == "2025-03-01 11:30:00"
+    incident_queries = [query for table, query in world.servicenow.requests if table == "incident"]
+    assert incident_queries[1].startswith(
+        f"correlation_display={CORRELATION_DISPLAY}^sys_updated_on>=2025-03-01 11:20:04^"
+    )  # the next page starts at the newest time of the page before, not at an offset
+    assert all(q.endswith("^ORDERBYsys_updated_on^ORDERBYsys_id") for q in incident_queries)
+    assert len(world.servicenow.requests) <= request_bound(tables=2, changed=11, page_size=5)
+
+
+async def test_a_second_holding_more_than_a_page_is_read_on_by_sys_id_and_then_left_behind(
+    world: World,
+) -> None:
+    world.connect()
+    bulk = [world.ticket("incident", "1", "2025-03-01 10:00:00") for _ in range(12)]
+    for ticket in bulk:  # one bulk update: twelve records in one second
+        world.servicenow.set(
+            "incident", world.sys_id("incident", ticket), state="2", sys_updated_on="2025-03-01 11:20:00"
+        )
+    later = world.ticket("incident", "1", "2025-03-01 10:00:00")
+    world.servicenow.set(
+        "incident", world.sys_id("incident", later), state="3", sys_updated_on="2025-03-01 11:20:01"
+    )
+
+    outcome = await world.sync(page_size=5, max_page_size=5)  # no room to widen a page: 5 at most
+
+    assert all(world.tickets.state(TENANT, t) == "2" for t in bulk)
+    assert world.tickets.state(TENANT, later) == "3"
+    assert connection(world).watermarks["incident"] == "2025-03-01 11:20:01"
+    queries = [query for table, query in world.servicenow.requests if table == "incident"]
+    assert "sys_updated_on=2025-03-01 11:20:00^sys_id>" in queries[1]
+    assert "sys_updated_on>2025-03-01 11:20:00^" in queries[-1]
+    assert outcome.tables[0].pages == len(queries) == 4  # 5 + 5 + 2 in the second, then 1 after it
+
+
+async def test_an_instance_that_ignores_the_sys_id_bound_fails_the_run_instead_of_looping(
+    world: World,
+) -> None:
+    world.connect()
+    for _ in range(6):
+        ticket = world.ticket("incident", "1", "2025-03-01 10:00:00")
+        world.servicenow.set(
+            "incident", world.sys_id("incident", ticket), state="2", sys_updated_on="2025-03-01 11:20:00"
+        )
+    world.servicenow.ignore_sys_id_after = True
+
+    with pytest.raises(UpstreamError, match="did not page incident on"):
+        await world.sync(page_size=5, max_page_size=5)
+
+    assert len(world.servicenow.requests) == 2
+    assert connection(world).watermarks["incident"] == W
+
+
+async def test_a_boundary_second_comes_back_once_and_is_not_applied_twice(world: World) -> None:
+    world.connect()
+    tickets = [world.ticket("incident", "1", "2025-03-01 10:00:00") for _ in range(8)]
+    for n, ticket in enumerate(tickets):  # 3 records per second: pages end inside a second
+        world.servicenow.set(
+            "incident",
+            world.sys_id("incident", ticket),
+            state="2",
+            sys_updated_on=f"2025-03-01 11:20:0{n // 3}",
+        )
+
+    outcome = await world.sync(page_size=4)
+
+    written = [change.ticket_id for batch in world.tickets.writes for change in batch]
+    assert sorted(written) == sorted(tickets)  # each once
+    assert outcome.tables[0].records == 8
+    assert len(world.servicenow.requests) <= request_bound(tables=2, changed=8, page_size=4)
+
+
+# --- look-back (records committed late) -------------------------------------------------------------------
+
+
+async def test_a_record_committed_late_with_an_older_time_is_seen_by_the_next_run(world: World) -> None:
+    world.connect()
+    early = world.ticket("incident", "1", "2025-03-01 10:00:00")
+    late = world.ticket("incident", "1", "2025-03-01 10:00:00")
+    world.servicenow.set(
+        "incident", world.sys_id("incident", early), state="2", sys_updated_on="2025-03-01 11:05:00"
+    )
+    await world.sync()
+    assert connection(world).watermarks["incident"] == "2025-03-01 11:05:00"
+
+    # A transaction that began before our read commits after it: its time is older than the watermark.
+    world.servicenow.set(
+        "incident", world.sys_id("incident", late), state="6", sys_updated_on="2025-03-01 11:04:10"
+    )
+    await world.sync()
+
+    assert world.tickets.state(TENANT, late) == "6"
+    assert connection(world).watermarks["incident"] == "2025-03-01 11:05:00"
+
+
+async def test_records_of_the_look_back_window_already_handled_cost_no_read_of_our_rows(world: World) -> None:
+    world.connect()
+    tickets = [world.ticket("incident", "1", "2025-03-01 10:00:00") for _ in range(3)]
+    for n, ticket in enumerate(tickets):
+        world.servicenow.set(
+            "incident",
+            world.sys_id("incident", ticket),
+            state="2",
+            sys_updated_on=f"2025-03-01 11:0{3 + n}:00",
+        )
+    world.ticket("incident", "1", "2025-03-01 11:04:30")  # in the window, never changed: not ours to write
+    await world.sync()
+    reads, writes = world.tickets.index_reads, len(world.tickets.writes)
+
+    await world.sync()  # nothing new: the window (11:03-11:05) comes back but was handled
+    await world.sync()
+
+    assert world.tickets.index_reads == reads
+    assert len(world.tickets.writes) == writes
+    seen = connection(world).watermarks["incident@seen"]
+    assert seen.count(",") == 3  # four records in the window, each with its time below the watermark
+
+
+async def test_a_seen_set_stored_before_the_look_back_still_means_the_watermarks_second(world: World) -> None:
+    world.connect()
+    done = world.ticket("incident", "2", W)
+    moved = world.ticket("incident", "1", W)
+    world.servicenow.set("incident", world.sys_id("incident", moved), state="6")  # later in that second
+    old_format = f"{world.sys_id('incident', done)}=2,{world.sys_id('incident', moved)}=1"
+    world.connect(watermarks={"incident": W, "incident@seen": old_format, "change_request": W})
+
+    await world.sync()
+
+    assert [c.ticket_id for batch in world.tickets.writes for c in batch] == [moved]
+    assert world.tickets.state(TENANT, moved) == "6"
+
+
+# --- failures retrying cannot fix, and Retry-After ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        UpstreamRejected("ServiceNow refused to query change_request (HTTP 403): ACL."),
+        TokenRefused("ServiceNow refused a freshly refreshed access token (query change_request)."),
+    ],
+)
+async def test_a_refusal_is_recorded_and_the_message_consumed_and_the_next_timer_run_tries_again(
+    world: World, refusal: Exception
+) -> None:
+    world.connect()
+    ticket = world.ticket("incident", "1", "2025-03-01 10:00:00")
+    world.servicenow.set(
+        "incident", world.sys_id("incident", ticket), state="2", sys_updated_on="2025-03-01 11:10:00"
+    )
+    world.servicenow.fail["change_request"] = refusal
+
+    outcome = await world.sync()  # no exception: the host would only retry it 5 times and poison it
+
+    assert outcome.skipped == "rejected by ServiceNow"
+    failed = connection(world)
+    assert failed.last_error == f"Sync failed: {refusal}"
+    assert failed.status == ConnectionStatus.CONNECTED
+    assert failed.sync_lease_until is None
+    assert failed.sync_not_before is None
+    assert failed.last_sync_at is None
+    assert world.tickets.state(TENANT, ticket) == "2"  # the table before it was synced and checkpointed
+    assert failed.watermarks["incident"] == "2025-03-01 11:10:00"
+
+    assert await world.service().enqueue_connected("timer") == 1  # one attempt per schedule
+    del world.servicenow.fail["change_request"]
+    assert (await world.sync()).skipped is None
+    assert connection(world).last_error is None
+
+
+async def test_a_long_retry_after_pauses_the_tenant_until_then(world: World) -> None:
+    world.connect()
+    world.connect("22222222-2222-2222-2222-222222222222")
+    world.servicenow.fail["incident"] = UpstreamUnavailable(
+        "ServiceNow is unavailable or rate limiting us (query incident: HTTP 429).",
+        retry_after=3600,
+        hinted=True,
+    )
+
+    outcome = await world.service().sync_tenant(world.request())  # no exception, no host retries
+
+    assert outcome.skipped == "deferred by ServiceNow"
+    assert outcome.not_before == NOW + timedelta(hours=1)
+    paused = connection(world)
+    assert paused.sync_not_before == NOW + timedelta(hours=1)
+    assert paused.last_error is not None
+    assert "rate limiting" in paused.last_error
+    assert paused.sync_lease_until is None
+    del world.servicenow.fail["incident"]
+
+    world.clock.advance(minutes=5)
+    assert await world.service().enqueue_connected("timer") == 1  # only the other tenant
+    assert [json.loads(b)["tenantId"] for b in world.queue.bodies] == ["22222222-2222-2222-2222-222222222222"]
+    requests = len(world.servicenow.requests)
+    dropped = await world.service().sync_tenant(world.request())  # a message queued before the pause
+    assert dropped.skipped is not None
+    assert "wait until" in dropped.skipped
+    assert len(world.servicenow.requests) == requests
+
+    world.clock.advance(hours=1)
+    assert await world.service().enqueue_connected("timer") == 2
+    assert (await world.service().sync_tenant(world.request())).skipped is None
+    assert connection(world).sync_not_before is None
+    assert connection(world).last_error is None
+
+
+async def test_a_short_retry_after_is_left_to_the_hosts_retries(world: World) -> None:
+    world.connect()
+    world.servicenow.fail["incident"] = UpstreamUnavailable(
+        "ServiceNow is unavailable or rate limiting us (query incident: HTTP 429).",
+        retry_after=20,
+        hinted=True,
+    )
+
+    with pytest.raises(UpstreamUnavailable):
+        await world.sync()
+
+    assert connection(world).sync_not_before is None
+    assert connection(world).last_error is not None
+    assert connection(world).sync_lease_until is None
+
+
+# --- status writes never overwrite newer news ----------------------------------------------------------------
+
+
+def _reauthorize(world: World) -> None:
+    """What the OAuth callback does when an admin re-authorizes: same row, a new grant."""
+    world.connections.rows[TENANT] = connection(world).model_copy(
+        update={
+            "status": ConnectionStatus.CONNECTED,
+            "connected_at": world.clock() + timedelta(seconds=30),
+            "last_error": None,
+        }
+    )
+
+
+async def test_a_stale_failure_does_not_flip_a_connection_reauthorized_during_the_run(world: World) -> None:
+    world.connect(connected_at=NOW - timedelta(days=3))
+    original = world.tokens.refresh_if_expiring
+
+    async def reauthorized_meanwhile(connection: Connection, within: timedelta) -> TokenSet:
+        _reauthorize(world)
+        raise ConnectionNotReady("No ServiceNow client secret is stored for this tenant.")
+
+    world.tokens.refresh_if_expiring = reauthorized_meanwhile  # type: ignore[method-assign]
+    outcome = await world.sync()
+
+    assert outcome.skipped == "reauthorization required"
+    current = connection(world)
+    assert current.status == ConnectionStatus.CONNECTED
+    assert current.last_error is None
+    assert current.sync_lease_until is None  # the lease is still released
+
+    world.tokens.refresh_if_expiring = original  # type: ignore[method-assign]
+    world.servicenow.fail["incident"] = UpstreamUnavailable("ServiceNow did not answer (query incident).")
+
+    def reauthorize_on_request(request_count: int) -> None:
+        _reauthorize(world)
+
+    world.servicenow.between_requests.append(reauthorize_on_request)
+    with pytest.raises(UpstreamUnavailable):
+        await world.sync()
+    assert connection(world).last_error is None  # a failure of the old grant is not the new one's
+
+
+async def test_a_success_keeps_the_error_of_a_grant_that_died_during_the_run(world: World) -> None:
+    world.connect()
+
+    def grant_dies_meanwhile(request_count: int) -> None:
+        # A ticket request of the same tenant found the grant dead (what AccessTokens records).
+        world.connections.rows[TENANT] = connection(world).model_copy(
+            update={
+                "status": ConnectionStatus.REAUTHORIZATION_REQUIRED,
+                "last_error": "access_denied An admin must re-authorize the connection.",
+            }
+        )
+
+    world.servicenow.between_requests.append(grant_dies_meanwhile)
+    await world.sync()
+
+    current = connection(world)
+    assert current.status == ConnectionStatus.REAUTHORIZATION_REQUIRED
+    assert current.last_error == "access_denied An admin must re-authorize the connection."
+    assert current.sync_lease_until is None
+
+
+async def test_a_run_whose_lease_was_taken_over_leaves_the_new_lease_alone(world: World) -> None:
+    world.connect()
+    theirs = NOW + timedelta(minutes=20)
+
+    def another_worker_takes_over(request_count: int) -> None:
+        world.connections.rows[TENANT] = connection(world).model_copy(update={"sync_lease_until": theirs})
+
+    world.servicenow.between_requests.append(another_worker_takes_over)
+    await world.sync()
+    assert connection(world).sync_lease_until == theirs
+
+    world.servicenow.fail["incident"] = UpstreamUnavailable("ServiceNow did not answer (query incident).")
+    world.connect(sync_lease_until=None)
+    with pytest.raises(UpstreamUnavailable):
+        await world.sync()
+    assert connection(world).sync_lease_until == theirs
+    assert connection(world).last_error is None  # the other worker's run is the newer news
+
+
+# --- sync now during a run ------------------------------------------------------------------------------------
+
+
+async def test_a_manual_request_made_during_a_run_is_not_dropped(world: World) -> None:
+    world.connect()
+    ticket = world.ticket("incident", "1", "2025-03-01 10:00:00")
+
+    def slow_run(request_count: int) -> None:
+        if request_count == 1:
+            world.clock.advance(minutes=3)  # the run goes on (other tables, our rows) for a while
+
+    world.servicenow.between_requests.append(slow_run)
+    await world.service().sync_tenant(world.request())
+    world.servicenow.between_requests.clear()
+    first = connection(world)
+
+    # An admin changed the ticket and clicked "sync now" a minute into that run, after its query.
+    world.servicenow.set(
+        "incident", world.sys_id("incident", ticket), state="6", sys_updated_on="2025-03-01 11:11:00"
+    )
+    manual = await world.service().sync_tenant(world.request(reason="manual", at=NOW + timedelta(minutes=1)))
+
+    assert manual.skipped is None
+    assert world.tickets.state(TENANT, ticket) == "6"
+    backlog = await world.service().sync_tenant(world.request(at=NOW - timedelta(seconds=1)))
+    assert backlog.skipped == "the tenant was synced after this request was made"
+    assert (first.last_sync_started_at, first.last_sync_at) == (NOW, NOW + timedelta(minutes=3))
+
+
+# --- OAuth state housekeeping ----------------------------------------------------------------------------------
+
+
+async def test_the_timer_deletes_oauth_states_expired_over_a_day_ago_in_bounded_runs(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    assert await world.service().purge_expired_states() == 3
+    assert world.states.calls == [(NOW - timedelta(days=1), 1000)]
+    assert "Deleted 3 OAuth state(s)" in caplog.text
+
+    world.states.fail = UpstreamUnavailable("Table Storage is unavailable (list oauthstates).")
+    assert await world.service().purge_expired_states() == 0  # logged, never raised
+    assert "Could not delete expired OAuth states" in caplog.text

@@ -20,14 +20,23 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.identity import Caller, Role
-from shared.models import Connection, ConnectionStatus, CreateTicket, ImprovementAction, TicketListQuery
+from shared.models import (
+    Connection,
+    ConnectionStatus,
+    CreateTicket,
+    IdempotencyRecord,
+    ImprovementAction,
+    TicketListQuery,
+)
 from shared.services import ticket_mapping
 from shared.services.ticketing import (
     CreateResult,
     TicketingPolicy,
     TicketingService,
     idempotency_key_hash,
+    request_fingerprint,
 )
+from shared.stores.tickets import new_ticket_id
 from tests.fakes.connections import InMemoryConnectionRepository
 from tests.fakes.tickets import FakeActions, FakeServiceNow, InMemoryClaims, InMemoryTickets
 
@@ -332,3 +341,167 @@ async def test_listing_reading_and_the_summary_use_the_tenants_state_names() -> 
     assert summary.incident.states[0].model_dump() == {"state": "1", "name": "Open", "count": 2}
     assert summary.change_request.total == 1
     assert [s.name for s in summary.change_request.states][:2] == ["New", "Assess"]
+
+
+# --- ambiguous creates: ServiceNow may commit one after we looked (its quota is 60 s) --------------
+
+
+def claim_of(world: World, key: str = "key-1") -> IdempotencyRecord:
+    return world.claims.rows[(TENANT, idempotency_key_hash(key))]
+
+
+async def test_a_create_that_commits_after_the_lookup_is_not_sent_again_within_the_settle_window() -> None:
+    world = World(policy=TicketingPolicy(wait_for_claim_s=0.0))
+    world.servicenow.outcomes = ["late"]  # times out while ServiceNow still works; commits after our lookup
+    with pytest.raises(UpstreamUnavailable) as failed:
+        await world.create()
+    [record] = world.all_records()
+    assert world.servicenow.creates == 1
+    assert len(world.servicenow.lookups) == 1
+    claim = claim_of(world)
+    assert (claim.status, claim.posted_at, claim.lease_until) == (
+        "in_progress",
+        NOW,
+        NOW + timedelta(seconds=75),
+    )
+    assert (failed.value.retry_after, world.slept) == (75, [])
+
+    world.now += timedelta(seconds=30)  # a retry inside the window neither creates nor takes over
+    with pytest.raises(IdempotencyKeyInProgress):
+        await world.create()
+    world.now = NOW + timedelta(seconds=failed.value.retry_after)
+    result = await world.create()
+    assert result.created
+    assert (result.ticket.id, result.ticket.number) == (record["correlation_id"], record["number"])
+    assert world.servicenow.creates == 1
+    assert len(world.all_records()) == 1
+
+
+async def test_after_the_settle_window_a_retry_looks_up_and_only_then_creates() -> None:
+    world = World()
+    world.servicenow.outcomes = ["timeout"]  # ambiguous, and in fact nothing was made
+    with pytest.raises(UpstreamUnavailable):
+        await world.create()
+    assert world.all_records() == []
+    world.now += world.policy.settle_window
+    result = await world.create()
+    assert result.created
+    assert result.ticket.id == world.all_records()[0]["correlation_id"]
+    assert world.servicenow.creates == 2
+    assert len(world.servicenow.lookups) == 2  # after the failure; after the takeover, before the create
+
+
+async def test_a_takeover_does_not_create_while_the_claims_last_create_may_still_commit() -> None:
+    """A free lease (a crashed request, or one of an older version) does not end the settle window."""
+    world = World()
+    posted = NOW - timedelta(seconds=20)
+    await world.claims.claim(
+        IdempotencyRecord(
+            tenant_id=TENANT, key_hash=idempotency_key_hash("key-1"), fingerprint=request_fingerprint(request()),
+            ticket_id=new_ticket_id(posted), status="in_progress", created_by=CALLER.user_id,
+            created_by_name=CALLER.name, created_at=posted, lease_until=None, posted_at=posted,
+        )
+    )  # fmt: skip
+    with pytest.raises(UpstreamUnavailable) as failed:
+        await world.create()
+    assert failed.value.retry_after == 55
+    assert (world.servicenow.creates, len(world.servicenow.lookups)) == (0, 1)
+    assert claim_of(world).lease_until == NOW + timedelta(seconds=55)
+
+
+async def test_a_short_settle_window_is_waited_out_within_the_request() -> None:
+    world = World(policy=TicketingPolicy(settle_window=timedelta(seconds=5)))
+    world.servicenow.outcomes = ["timeout"]
+    result = await world.create()
+    assert result.created
+    assert world.slept == [5.0]
+    assert (world.servicenow.creates, len(world.servicenow.lookups)) == (2, 2)
+    assert len(world.all_records()) == 1
+
+
+# --- which rejections free the key --------------------------------------------------------------------
+
+
+async def test_a_refused_lookup_after_an_ambiguous_create_keeps_the_key() -> None:
+    world = World()
+    world.servicenow.outcomes = ["lost"]  # the record was made, the answer lost
+    world.servicenow.lookup_outcomes = ["rejected"]  # and the lookup that would find it is refused
+    with pytest.raises(UpstreamRejected):
+        await world.create()
+    claim = claim_of(world)
+    assert (claim.status, claim.posted_at, claim.lease_until) == (
+        "in_progress",
+        NOW,
+        NOW + timedelta(seconds=75),
+    )
+    world.now += world.policy.settle_window
+    result = await world.create()
+    assert result.ticket.id == claim.ticket_id
+    assert world.servicenow.creates == 1
+    assert len(world.all_records()) == 1
+
+
+async def test_a_refused_lookup_without_an_ambiguous_create_keeps_the_key_and_frees_the_lease() -> None:
+    world = World(policy=TicketingPolicy(create_attempts=1))
+    world.servicenow.outcomes = ["unavailable"]  # never reached ServiceNow
+    with pytest.raises(UpstreamUnavailable):
+        await world.create()
+    world.servicenow.lookup_outcomes = ["rejected"]
+    with pytest.raises(UpstreamRejected):
+        await world.create()  # takes over, and its lookup is refused
+    claim = claim_of(world)
+    assert (claim.status, claim.lease_until, claim.posted_at) == ("in_progress", None, None)
+    result = await world.create()
+    assert result.ticket.id == claim.ticket_id
+    assert len(world.all_records()) == 1
+
+
+async def test_a_refused_create_after_an_ambiguous_one_keeps_the_key() -> None:
+    world = World(policy=TicketingPolicy(settle_window=timedelta(seconds=5)))
+    world.servicenow.outcomes = ["timeout", "rejected"]
+    with pytest.raises(UpstreamRejected):
+        await world.create()
+    claim = claim_of(world)
+    assert (claim.status, claim.posted_at, claim.lease_until) == ("in_progress", NOW, None)
+    result = await world.create()
+    assert result.ticket.id == claim.ticket_id
+    assert world.servicenow.creates == 3
+    assert len(world.all_records()) == 1
+
+
+# --- the lease right before the POST, and the deadline --------------------------------------------
+
+
+async def test_a_slow_token_refresh_cannot_carry_a_create_past_a_takeover() -> None:
+    world = World()
+
+    async def slow_refresh() -> None:
+        # While this request fetched its token, its lease ran out and a retry took over and created.
+        world.now += world.policy.lease + timedelta(seconds=1)
+        assert (await world.create()).created
+
+    world.servicenow.token_hook = slow_refresh
+    with pytest.raises(IdempotencyKeyInProgress):
+        await world.create()
+    assert world.servicenow.creates == 1
+    assert len(world.all_records()) == 1
+    assert (await world.create()).created is False
+
+
+@pytest.mark.parametrize("stuck", ["token", "post"])
+async def test_a_create_past_its_deadline_is_503_and_keeps_the_lease(stuck: str) -> None:
+    world = World(policy=TicketingPolicy(create_deadline_s=0.05))
+    if stuck == "token":
+        world.servicenow.token_hook = asyncio.Event().wait  # a token refresh that does not end
+    else:
+        world.servicenow.outcomes = ["hang"]  # a POST that does not end
+    with pytest.raises(UpstreamUnavailable) as failed:
+        await asyncio.wait_for(world.create(), 2)
+    claim = claim_of(world)
+    assert (claim.status, claim.lease_until) == ("in_progress", NOW + world.policy.lease)
+    assert failed.value.retry_after == 90
+    assert claim.posted_at == (NOW if stuck == "post" else None)
+    assert world.servicenow.creates == (1 if stuck == "post" else 0)
+    world.now += world.policy.lease
+    assert (await world.create()).ticket.id == claim.ticket_id
+    assert len(world.all_records()) == 1

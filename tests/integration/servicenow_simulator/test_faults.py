@@ -3,6 +3,7 @@ Docstrings cite lines of ``cat -n /work/shared/reference/servicenow-wire-facts.m
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -126,3 +127,44 @@ async def test_held_response_does_not_stall_shutdown(
     await _inject(client, kind="timeout", delay_seconds=60)
     with pytest.raises(httpx.ReadTimeout):
         await client.get("/oauth_revoke_token.do", timeout=0.1)
+
+
+async def test_503_carries_retry_after_only_when_the_fault_names_one(
+    client: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    """A 503 from rate limiting or maintenance says when to come back; one from elsewhere does not."""
+    await _inject(client, kind="503", retry_after=4)
+    await _inject(client, kind="503")
+    hinted, bare = await api.get(INCIDENT_URL), await api.get(INCIDENT_URL)
+    assert (hinted.status_code, hinted.headers.get("Retry-After")) == (503, "4")
+    assert (bare.status_code, bare.headers.get("Retry-After")) == (503, None)
+
+
+async def test_403_fault_is_a_refusal_in_the_error_envelope(
+    client: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    """facts L115: 403 (ACL, business rule or data policy) in the error envelope; nothing is made."""
+    await _inject(client, kind="403", method="POST", path_prefix=INCIDENT_URL)
+    answer = await api.post(INCIDENT_URL, json={"correlation_id": "refused"})
+    assert answer.status_code == 403
+    assert answer.json()["status"] == "failure"
+    assert await _incidents(api, "correlation_id=refused") == []
+
+
+async def test_late_commit_makes_the_record_after_the_client_gave_up(
+    client: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    """facts L126: a transaction may run on for up to 60 s after the client's timeout, then commit."""
+    await _inject(
+        client, kind="timeout", method="POST", path_prefix=INCIDENT_URL, late_commit=True, delay_seconds=0.5
+    )
+    with pytest.raises(httpx.ReadTimeout):
+        await api.post(INCIDENT_URL, json={"correlation_id": "late-1"}, timeout=0.1)
+    assert await _incidents(api, "correlation_id=late-1") == []  # still running
+    for _ in range(50):
+        await asyncio.sleep(0.05)
+        if rows := await _incidents(api, "correlation_id=late-1"):
+            break
+    assert [row["correlation_id"] for row in rows] == ["late-1"]
+    bad = await client.post("/__sim/faults", json={"kind": "drop", "late_commit": True})
+    assert bad.status_code == 400
