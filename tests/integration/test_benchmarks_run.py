@@ -1,0 +1,28 @@
+"""The benchmarks still run: each on a tiny workload, in its own process, as `make bench` runs them.
+
+This checks that they work and print their figures, not how fast anything is.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from localdev.local_settings import REPO_ROOT
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "expected"),
+    [
+        ("bench.create_tickets", ["--requests", "5", "--concurrency", "2"], "overhead:"),
+        ("bench.sync", ["--tenants", "2", "--tickets", "20"], "ServiceNow requests per tenant"),
+    ],
+)
+def test_benchmark_runs_on_a_small_workload(module: str, args: list[str], expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert expected in result.stdout
