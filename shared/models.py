@@ -114,6 +114,8 @@ class Connection(StoredRecord):
     # one a re-authorize replaced, is refused). None once connected.
     pending_state_id: str | None = None
     state_names: StateNames = Field(default_factory=dict)
+    # The instance's own state labels (its `sys_choice` rows), refreshed by the daily reconciliation.
+    instance_state_labels: StateNames = Field(default_factory=dict)
     watermarks: dict[str, str] = Field(default_factory=dict)
     # Sync bookkeeping (issue 7): until when one worker owns this tenant's sync (so two messages for
     # the same tenant never pull and write at once), and when every ticket was last reconciled.

@@ -32,6 +32,29 @@ DEFAULT_STATE_LABELS = MappingProxyType(
 )
 
 
-def effective_state_names(custom: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    """The labels the portal shows: ServiceNow's, with the tenant's custom names over them."""
-    return {table: {**labels, **custom.get(table, {})} for table, labels in DEFAULT_STATE_LABELS.items()}
+StateLabels = dict[str, dict[str, str]]
+
+
+def effective_state_names(custom: StateLabels, instance: StateLabels | None = None) -> StateLabels:
+    """The labels the portal shows: the documented defaults, then the instance's own `sys_choice`
+    labels (read by the sync), then the tenant's custom names over both."""
+    instance = instance or {}
+    return {
+        table: {**labels, **instance.get(table, {}), **custom.get(table, {})}
+        for table, labels in DEFAULT_STATE_LABELS.items()
+    }
+
+
+def known_state_codes(table: str, instance: StateLabels | None = None) -> set[str]:
+    """The state codes a table has: the documented ones and any the instance added."""
+    return {*DEFAULT_STATE_LABELS[table], *(instance or {}).get(table, {})}
+
+
+def labels_from_choices(rows: list[dict[str, str]]) -> StateLabels:
+    """`sys_choice` rows (name, value, label) of the ticket tables' `state` element, by table."""
+    labels: StateLabels = {}
+    for row in rows:
+        table, code, label = row.get("name", ""), row.get("value", ""), row.get("label", "")
+        if table in TICKET_TABLES and code and label:
+            labels.setdefault(table, {})[code] = label
+    return labels

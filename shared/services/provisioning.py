@@ -39,7 +39,7 @@ from shared.models import (
 )
 from shared.servicenow.instance import resolve_instance
 from shared.servicenow.oauth import ServiceNowOAuth, authorize_url
-from shared.servicenow.states import DEFAULT_STATE_LABELS, effective_state_names
+from shared.servicenow.states import effective_state_names, known_state_codes
 from shared.stores.connections import ConnectionRepository, OAuthStateRepository
 from shared.stores.secrets import SecretStore
 from shared.stores.tables import PreconditionFailed
@@ -143,7 +143,7 @@ class ProvisioningService:
                 and connection.refresh_token_expires_at is not None
                 and connection.refresh_token_expires_at - self._clock() < REFRESH_TOKEN_WARNING
             ),
-            state_names=effective_state_names(connection.state_names),
+            state_names=effective_state_names(connection.state_names, connection.instance_state_labels),
         )
 
     async def complete(self, params: CallbackParams) -> str:
@@ -166,15 +166,17 @@ class ProvisioningService:
         return self._portal_url(servicenow="connected")
 
     async def set_state_names(self, tenant_id: str, update: StateNamesUpdate) -> StateNames:
+        connection = await self._connections.get(tenant_id)
+        if connection is None:
+            raise ConnectionNotReady("Configure the ServiceNow instance first (PUT /api/provisioning).")
         for table, names in (("incident", update.incident), ("change_request", update.change_request)):
-            unknown = sorted(code for code in names if code not in DEFAULT_STATE_LABELS[table])
+            known = known_state_codes(table, connection.instance_state_labels)
+            unknown = sorted(code for code in names if code not in known)
             if unknown:
                 message = f"{table} has no state code {', '.join(unknown)}"
                 raise BadRequest(
                     message, fields=[{"field": f"{table}.{c}", "message": message} for c in unknown]
                 )
-        if await self._connections.get(tenant_id) is None:
-            raise ConnectionNotReady("Configure the ServiceNow instance first (PUT /api/provisioning).")
 
         def merge(current: Connection) -> dict[str, Any]:
             custom = {table: dict(names) for table, names in current.state_names.items()}
@@ -187,7 +189,7 @@ class ProvisioningService:
             return {"state_names": {table: names for table, names in custom.items() if names}}
 
         saved = await self._update(tenant_id, merge)
-        return effective_state_names(saved.state_names)
+        return effective_state_names(saved.state_names, saved.instance_state_labels)
 
     async def remove(self, tenant_id: str) -> None:
         """Revoke the tokens (best effort), delete the secrets and the connection. Tickets stay."""

@@ -80,7 +80,7 @@ from shared.models import (
     SyncRequest,
     TokenSet,
 )
-from shared.servicenow.states import TICKET_TABLES
+from shared.servicenow.states import TICKET_TABLES, StateLabels, labels_from_choices
 from shared.services.ticket_mapping import CORRELATION_DISPLAY
 from shared.stores.queues import MessageQueue
 from shared.stores.tickets import TICKET_ID, StateChangeResult, TicketStateChange, TicketSyncEntry
@@ -470,6 +470,7 @@ class SyncService:
                 await self._save_watermarks(run, marks)
         reconciled_all = all(t.reconciled for t in outcome.tables)
         final = {t: watermarks[t] for t in (tables[-1], tables[-1] + SEEN_SUFFIX) if t in watermarks}
+        labels = await self._instance_state_labels(run) if reconciled_all else None
 
         def finish(current: Connection) -> dict[str, Any]:
             now = self._clock()
@@ -480,6 +481,8 @@ class SyncService:
                 fields["watermarks"] = _merge_watermarks(current.watermarks, final, tables[-1])
                 if reconciled_all:
                     fields["last_reconciled_at"] = started
+                if labels:
+                    fields["instance_state_labels"] = labels
                 if current.client_id == run.client_id:
                     fields["last_sync_at"] = now
                     previous = current.last_sync_started_at
@@ -500,6 +503,19 @@ class SyncService:
             sum(t.pages for t in outcome.tables),
             " (reconciled)" if reconciled_all else "",
         )
+
+    async def _instance_state_labels(self, run: Connection) -> StateLabels | None:
+        """The instance's own state labels, read with the daily reconciliation (one request).
+
+        Best effort: the defaults serve until they can be read, so a failure here fails no sync.
+        """
+        query = f"nameIN{','.join(TICKET_TABLES)}^element=state^language=en^ORDERBYsequence"
+        try:
+            rows = await self._records.page(run, "sys_choice", query, ["name", "value", "label"])
+        except AppError as error:
+            logger.warning("Could not read the instance's state labels: %s", error.message)
+            return None
+        return labels_from_choices(rows)
 
     async def _save_watermarks(self, run: Connection, marks: dict[str, str]) -> None:
         table = next(key for key in marks if SEEN_SUFFIX not in key)

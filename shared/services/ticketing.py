@@ -79,7 +79,7 @@ from shared.models import (
     TicketTypeSummary,
     TicketView,
 )
-from shared.servicenow.states import CHANGE_REQUEST, DEFAULT_STATE_LABELS, INCIDENT, effective_state_names
+from shared.servicenow.states import CHANGE_REQUEST, INCIDENT, effective_state_names
 from shared.services import ticket_mapping as mapping
 from shared.stores.tables import PreconditionFailed
 from shared.stores.tickets import new_ticket_id
@@ -657,11 +657,11 @@ class TicketingService:
         """The two cards: per type, the total and a count per state (every known state, then others)."""
         counts = await self._tickets.count_by_state(tenant_id)
         connection = await self._connections.get(tenant_id)
-        names = effective_state_names(connection.state_names if connection else {})
+        names = _state_names(connection)
 
         def card(table: str) -> TicketTypeSummary:
             seen = [state for (kind, state) in counts if kind == table]
-            codes = [*DEFAULT_STATE_LABELS[table], *sorted(set(seen) - set(DEFAULT_STATE_LABELS[table]))]
+            codes = [*names[table], *sorted(set(seen) - set(names[table]))]
             states = [
                 StateCount(state=code, name=names[table].get(code, code), count=counts.get((table, code), 0))
                 for code in codes
@@ -671,7 +671,7 @@ class TicketingService:
         return TicketSummary(incident=card(INCIDENT), change_request=card(CHANGE_REQUEST))
 
     def _view(self, ticket: Ticket, connection: Connection | None) -> TicketView:
-        names = effective_state_names(connection.state_names if connection else {})
+        names = _state_names(connection)
         return TicketView(
             id=ticket.ticket_id,
             type=ticket.type,
@@ -692,6 +692,12 @@ class TicketingService:
             state_updated_at=ticket.state_updated_at,
             deleted_in_service_now_at=ticket.deleted_in_servicenow_at,
         )
+
+
+def _state_names(connection: Connection | None) -> dict[str, dict[str, str]]:
+    if connection is None:
+        return effective_state_names({})
+    return effective_state_names(connection.state_names, connection.instance_state_labels)
 
 
 def request_fingerprint(request: CreateTicket) -> str:

@@ -26,7 +26,7 @@ CONNECTIONS = "connections"
 OAUTH_STATES = "oauthstates"
 CONNECTION_ROW = "servicenow"
 STATE_ROW = "state"
-_CONNECTION_JSON = frozenset({"StateNames", "Watermarks"})
+_CONNECTION_JSON = frozenset({"StateNames", "InstanceStateLabels", "Watermarks"})
 _DELETE_CONCURRENCY = 16
 
 

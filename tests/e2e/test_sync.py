@@ -298,3 +298,21 @@ async def test_the_timer_deletes_oauth_states_that_expired_over_a_day_ago(stack:
 
     assert await stack.rows("oauthstates", old.state_id) == []
     assert len(await stack.rows("oauthstates", recent.state_id)) == 1
+
+
+async def test_the_instances_own_state_labels_are_shown_under_the_tenants_custom_names(stack: Stack) -> None:
+    use_sync(stack, reconcile_every=timedelta(0))
+    tenant = await connected_tenant(stack)
+    choices = await stack.simulator.control("GET", "records/sys_choice")
+    [in_progress] = [row for row in choices["result"] if row["name"] == "incident" and row["value"] == "2"]
+    await sync_api.update_record(
+        stack.simulator, "sys_choice", in_progress["sys_id"], label="Work in Progress"
+    )
+    await api.set_state_names(stack, tenant, {"incident": {"6": "Fixed"}})
+
+    await run_timer(stack)
+    status = await wait_synced(stack, tenant, None)
+
+    assert status["stateNames"]["incident"]["2"] == "Work in Progress"  # the instance's label
+    assert status["stateNames"]["incident"]["6"] == "Fixed"  # the tenant's name wins
+    assert status["stateNames"]["incident"]["1"] == "New"

@@ -403,3 +403,19 @@ async def test_status_warns_two_weeks_before_the_refresh_token_ends(world: World
     assert (await world.service.status(TENANT)).refresh_token_expires_soon is False
     world.clock.advance(minutes=2)
     assert (await world.service.status(TENANT)).refresh_token_expires_soon is True
+
+
+async def test_state_names_merge_over_the_instances_own_labels(world: World) -> None:
+    result = await world.service.configure(ADMIN, world.configure_request())
+    await world.service.complete(await world.consent(result.authorize_url))
+    row = world.connections.rows[TENANT]
+    world.connections.rows[TENANT] = row.model_copy(
+        update={"instance_state_labels": {"incident": {"2": "Work in Progress", "9": "Awaiting Vendor"}}}
+    )
+    names = await world.service.set_state_names(TENANT, StateNamesUpdate(incident={"9": "With the vendor"}))
+    assert names["incident"]["1"] == "New"  # documented default
+    assert names["incident"]["2"] == "Work in Progress"  # the instance's label
+    assert names["incident"]["9"] == "With the vendor"  # the tenant's name for the instance's state
+    assert (await world.service.status(TENANT)).state_names == names
+    with pytest.raises(BadRequest):
+        await world.service.set_state_names(TENANT, StateNamesUpdate(incident={"10": "No such state"}))

@@ -146,6 +146,9 @@ class FakeServiceNow:
         self.between_requests: list[Callable[[int], None]] = []
         self.fail: dict[str, Exception] = {}  # table -> what its next requests raise
         self.ignore_sys_id_after = False  # an instance that silently ignores `sys_id>` (see the guard)
+        # The instance's sys_choice rows for the `state` element (read with the reconciliation).
+        self.choices: list[dict[str, str]] = []
+        self.choice_queries: list[str] = []
 
     def add(self, table: str, ticket_id: str, state: str, updated: str, **extra: str) -> str:
         sys_id = secrets.token_hex(16)
@@ -204,6 +207,12 @@ class FakeServiceNow:
     async def page(
         self, connection: Connection, table: str, query: str, fields: list[str], *, limit: int = 1000
     ) -> list[dict[str, Any]]:
+        if table == "sys_choice":
+            assert fields == ["name", "value", "label"]
+            self.choice_queries.append(query)
+            if "sys_choice" in self.fail:
+                raise self.fail["sys_choice"]
+            return [dict(row) for row in self.choices]
         assert fields == ["sys_id", "correlation_id", "state", "sys_updated_on"]
         assert 1 <= limit <= 1000
         self._request(table, query)
@@ -1026,3 +1035,33 @@ async def test_the_timer_deletes_oauth_states_expired_over_a_day_ago_in_bounded_
     world.states.fail = UpstreamUnavailable("Table Storage is unavailable (list oauthstates).")
     assert await world.service().purge_expired_states() == 0  # logged, never raised
     assert "Could not delete expired OAuth states" in caplog.text
+
+
+async def test_the_reconciliation_reads_the_instances_own_state_labels(world: World) -> None:
+    world.connect(last_reconciled_at=NOW - timedelta(days=2))
+    world.servicenow.choices = [
+        {"name": "incident", "value": "2", "label": "Work in Progress"},
+        {"name": "incident", "value": "9", "label": "Awaiting Vendor"},  # a state this instance added
+        {"name": "problem", "value": "1", "label": "Not ours"},
+    ]
+    await world.sync()
+    assert connection(world).instance_state_labels == {
+        "incident": {"2": "Work in Progress", "9": "Awaiting Vendor"}
+    }
+    [query] = world.servicenow.choice_queries
+    assert query.startswith("nameINincident,change_request^element=state")
+
+    # Normal runs do not read them again; a failure to read them fails no sync.
+    await world.sync()
+    assert len(world.servicenow.choice_queries) == 1
+
+
+async def test_unreadable_state_labels_keep_the_ones_stored(world: World) -> None:
+    world.connect(last_reconciled_at=None, instance_state_labels={"incident": {"2": "Working"}})
+    world.servicenow.fail["sys_choice"] = UpstreamRejected(
+        "ServiceNow refused to query sys_choice (HTTP 403)."
+    )
+    await world.sync()
+    stored = connection(world)
+    assert stored.instance_state_labels == {"incident": {"2": "Working"}}
+    assert stored.last_reconciled_at == NOW
