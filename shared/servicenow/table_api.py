@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from shared.errors import TokenRefused, UpstreamError, UpstreamRejected
+from shared.errors import TokenRefused, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from shared.models import Connection
 from shared.servicenow.tokens import AccessTokens
 from shared.servicenow.transport import RetryPolicy, send_with_retries
@@ -61,9 +61,14 @@ class ServiceNowTables:
         response = await self._send(
             connection, "POST", url, what=f"create {table}", retry=False, before=before_post, json=fields
         )
-        if response.status_code != 201:
+        if response.status_code == 201:
+            return _result(response)
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
             raise _rejected(response, f"create a {table} record")
-        return _result(response)
+        # Any other answer (another 2xx, a redirect, a proxy's 408) does not say no record was made.
+        raise UpstreamUnavailable(
+            f"ServiceNow answered the create with HTTP {response.status_code}.", retry_after=5, ambiguous=True
+        )
 
     async def get(self, connection: Connection, table: str, sys_id: str, fields: list[str]) -> Record | None:
         url = f"{_table_url(connection, table)}/{sys_id}"

@@ -69,6 +69,8 @@ def retry_after_seconds(response: httpx.Response | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000" or no zone at all: HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
@@ -120,7 +122,8 @@ async def send_with_retries(
         response = None
         try:
             response = await send()
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
+            # Transport failures, and a body that could not be decoded: the request went out.
             ambiguous = ambiguous or not isinstance(exc, NOT_SENT)
             logger.warning(
                 "ServiceNow %s: %s (attempt %d of %d)", what, type(exc).__name__, attempt, attempts

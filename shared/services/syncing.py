@@ -98,6 +98,7 @@ SEEN_SUFFIX = "@seen"
 SEEN_LIMIT = 200
 SYS_ID_CHUNK = 100  # sys_idIN lists: 100 ids of 32 characters keep the URL well under 8 KB
 ENQUEUE_CONCURRENCY = 32
+WATERMARK_CEILING = timedelta(hours=1)
 MAX_PAGES = 10_000  # per table and run: 10 million records; past it something is wrong
 
 Record = dict[str, Any]
@@ -548,15 +549,20 @@ class SyncService:
                 sys_id, version = _sys_id(record), _version(record)
                 if sys_id not in observed or version[0] >= observed[sys_id][0]:
                     observed[sys_id] = version
-                if seen.get(sys_id) == version:
-                    continue  # handled by an earlier run (same time, same state)
+                if not reconcile and seen.get(sys_id) == version:
+                    # Handled by an earlier run (same time, same state). Not trusted when
+                    # reconciling: that run is the repair for whatever a normal run got wrong.
+                    continue
                 fresh.append(record)
             if fresh:
                 outcome.changed += await self._apply(connection.tenant_id, table, fresh, await index.get())
         if reconcile:
             outcome.deleted = await self._reconcile(connection, table, set(observed), index, started)
         marks: dict[str, str] = {}
-        newest = max([mark, *(updated for updated, _ in observed.values())])
+        # A record dated far in the future (a wrong clock on the instance) must not carry the
+        # watermark past every normal update to come: it stops an hour ahead of our clock.
+        ceiling = _format_glide(started + WATERMARK_CEILING)
+        newest = max([mark, *(min(updated, ceiling) for updated, _ in observed.values())])
         if newest:
             marks[table] = newest
             window = _seen_window(observed, newest, self._config.look_back)

@@ -196,10 +196,14 @@ class _Held:
     # ServiceNow refused the create itself (not a lookup).
     refused: bool = False
 
-    def unknown_outcome(self) -> None:
-        """The POST on the wire ended without telling whether it made the record."""
+    def unknown_outcome(self, now: datetime) -> None:
+        """The POST on the wire ended without telling whether it made the record.
+
+        The settle window counts from now, not from when the POST was noted: it may have waited
+        for a pooled connection after that, so only now is surely after ServiceNow got it.
+        """
         if self.sending is not None:
-            self.maybe_made = self.sending
+            self.maybe_made = now
             self.sending = None
 
 
@@ -412,7 +416,7 @@ class TicketingService:
         except IdempotencyKeyInProgress:
             raise  # another request took the claim over: it is theirs to write now
         except AppError as exc:
-            held.unknown_outcome()
+            held.unknown_outcome(self._clock())
             if isinstance(exc, UpstreamRejected) and held.refused and held.maybe_made is None:
                 # ServiceNow refused the record and no create of this claim can have made one.
                 await self._quietly(self._idempotency.release(held.claim))  # the key is free
@@ -494,7 +498,7 @@ class TicketingService:
                     "may have been processed" if ambiguous else "not processed",
                 )
                 if ambiguous:
-                    held.unknown_outcome()
+                    held.unknown_outcome(self._clock())
                     continue  # look it up at once; the settle window decides about another
                 held.sending = None
             if posts >= self._policy.create_attempts:

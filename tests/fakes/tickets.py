@@ -128,6 +128,7 @@ class FakeServiceNow:
     creates: int = 0
     lookups: list[str] = field(default_factory=list)
     token_hook: Callable[[], Awaitable[object]] | None = None
+    on_the_wire: Callable[[], None] | None = None  # runs after before_post: time the POST spends waiting
     pending: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # "late" creates
 
     async def create(
@@ -143,6 +144,8 @@ class FakeServiceNow:
             await hook()
         if before_post is not None:
             await before_post()
+        if self.on_the_wire is not None:
+            self.on_the_wire()
         self.creates += 1
         await asyncio.sleep(0)
         outcome = self.outcomes.pop(0) if self.outcomes else "ok"

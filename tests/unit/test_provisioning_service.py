@@ -365,7 +365,7 @@ async def test_an_unexpected_failure_in_the_callback_still_redirects_to_the_port
     result = await world.service.configure(ADMIN, world.configure_request())
 
     def broken(request: httpx.Request) -> httpx.Response:
-        raise httpx.DecodingError("garbled body")  # not a transport error: not mapped by the client
+        raise RuntimeError("a bug somewhere below us")  # nothing any layer maps
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(broken)) as http:
         service = make_service(world.connections, world.states, world.secrets, http, world.clock)

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
-from shared.errors import UpstreamUnavailable
+from shared.errors import UpstreamRejected, UpstreamUnavailable
+from shared.models import Connection, ConnectionStatus
 from shared.servicenow.oauth import ServiceNowOAuth
-from shared.servicenow.transport import RetryPolicy, send_with_retries
+from shared.servicenow.table_api import ServiceNowTables
+from shared.servicenow.transport import RetryPolicy, retry_after_seconds, send_with_retries
 
 FAST = RetryPolicy(attempts=2, backoff_s=0.0, max_backoff_s=0.0, max_retry_after_s=5)
 URL = "https://contoso.service-now.com/api/now/table/incident"
@@ -20,7 +24,7 @@ URL = "https://contoso.service-now.com/api/now/table/incident"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def _raises(error: type[httpx.TransportError]) -> Handler:
+def _raises(error: type[httpx.RequestError]) -> Handler:
     def handler(request: httpx.Request) -> httpx.Response:
         raise error("injected", request=request)
 
@@ -52,6 +56,7 @@ async def _post_once(handler: Handler) -> UpstreamUnavailable:
         (_raises(httpx.WriteTimeout), True),
         (_raises(httpx.RemoteProtocolError), True),
         (_raises(httpx.ReadError), True),
+        (_raises(httpx.DecodingError), True),  # an answer came, but not one we could read
         # Refused before processing: rate limit, maintenance.
         (_answers(429, {"Retry-After": "3"}), False),
         (_answers(429), False),
@@ -105,3 +110,53 @@ async def test_revoke_never_raises_and_logs_no_token(
             await oauth.revoke("https://contoso.service-now.com", SecretStr("SECRET-TOKEN"))
     assert "Could not revoke a ServiceNow token" in caplog.text
     assert "SECRET-TOKEN" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "date", ["Sat, 28 Nov 2026 23:59:59 GMT", "Sat, 28 Nov 2026 23:59:59 -0000", "Sat, 28 Nov 2026 23:59:59"]
+)
+def test_retry_after_as_an_http_date_with_or_without_a_zone(date: str) -> None:
+    response = httpx.Response(503, headers={"Retry-After": date})
+    seconds = retry_after_seconds(response)
+    assert seconds is not None
+    assert seconds >= 0
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        (200, "ambiguous"),
+        (302, "ambiguous"),
+        (408, "ambiguous"),
+        (400, "refused"),
+        (403, "refused"),
+        (404, "refused"),
+    ],
+)
+async def test_a_create_answered_without_a_201_is_refused_only_by_a_client_error(
+    status: int, verdict: str
+) -> None:
+    tables = ServiceNowTables(
+        httpx.AsyncClient(transport=httpx.MockTransport(_answers(status))),
+        cast(Any, _StaticTokens()),
+        retry=FAST,
+    )
+    connection = Connection(
+        tenant_id="t", instance="contoso", instance_url="https://contoso.service-now.com", client_id="c",
+        status=ConnectionStatus.CONNECTED, updated_at=datetime.now(UTC),
+    )  # fmt: skip
+    if verdict == "refused":
+        with pytest.raises(UpstreamRejected):
+            await tables.create(connection, "incident", {"short_description": "x"})
+    else:
+        with pytest.raises(UpstreamUnavailable) as raised:
+            await tables.create(connection, "incident", {"short_description": "x"})
+        assert raised.value.ambiguous
+
+
+class _StaticTokens:
+    async def access_token(self, connection: Connection) -> SecretStr:
+        return SecretStr("static-access-token")
+
+    async def after_rejection(self, connection: Connection, rejected: SecretStr) -> SecretStr:
+        return rejected

@@ -1065,3 +1065,45 @@ async def test_unreadable_state_labels_keep_the_ones_stored(world: World) -> Non
     stored = connection(world)
     assert stored.instance_state_labels == {"incident": {"2": "Working"}}
     assert stored.last_reconciled_at == NOW
+
+
+async def test_a_record_seen_before_its_row_existed_is_repaired_by_the_reconciliation(world: World) -> None:
+    world.connect()
+    # A run lists the record while our row is not written yet (the create is still finishing).
+    ticket_id = world.ticket("incident", "2", W)
+    row = world.tickets.rows[TENANT].pop(ticket_id)
+    await world.sync()
+    assert world.tickets.writes == []
+    # The row lands with the state the create answered; the record moved on meanwhile.
+    world.tickets.rows[TENANT][ticket_id] = replace(row, state="1")
+    await world.sync()  # a normal run: that version is in the seen set, so it is skipped
+    assert world.tickets.state(TENANT, ticket_id) == "1"
+    await world.sync(reconcile_every=timedelta(0))  # the daily reconciliation trusts no seen set
+    assert world.tickets.state(TENANT, ticket_id) == "2"
+
+
+async def test_a_record_dated_in_the_future_does_not_carry_the_watermark_past_tomorrow(world: World) -> None:
+    world.connect()
+    world.ticket("incident", "2", "2099-01-01 00:00:00")
+    await world.sync()
+    mark = connection(world).watermarks["incident"]
+    assert mark <= (NOW + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
+    assert mark >= W
+
+
+async def test_the_watermark_never_moves_backwards(world: World) -> None:
+    world.connect()
+    world.ticket("incident", "2", W)
+    later = "2025-03-01 11:59:00"
+
+    def another_run_advanced_it(requests: int) -> None:  # a run that finished while this one read
+        if requests != 1:
+            return
+        row = connection(world)
+        world.connections.rows[TENANT] = row.model_copy(
+            update={"watermarks": {**row.watermarks, "incident": later}}
+        )
+
+    world.servicenow.between_requests.append(another_run_advanced_it)
+    await world.sync()
+    assert connection(world).watermarks["incident"] == later

@@ -505,3 +505,19 @@ async def test_a_create_past_its_deadline_is_503_and_keeps_the_lease(stuck: str)
     world.now += world.policy.lease
     assert (await world.create()).ticket.id == claim.ticket_id
     assert len(world.all_records()) == 1
+
+
+async def test_the_settle_window_counts_from_the_failure_not_from_before_the_post() -> None:
+    world = World(policy=TicketingPolicy(wait_for_claim_s=0.0))
+    world.servicenow.outcomes = ["late"]
+
+    def waited_for_a_connection() -> None:  # the POST left 19 s after its lease renewal was written
+        world.now += timedelta(seconds=19)
+
+    world.servicenow.on_the_wire = waited_for_a_connection
+    with pytest.raises(UpstreamUnavailable) as failed:
+        await world.create()
+    claim = claim_of(world)
+    assert claim.posted_at == NOW + timedelta(seconds=19)
+    assert claim.lease_until == NOW + timedelta(seconds=19 + 75)
+    assert failed.value.retry_after == 75
