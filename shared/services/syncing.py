@@ -67,9 +67,7 @@ from shared.errors import (
     AppError,
     ConnectionNotReady,
     ReauthorizationRequired,
-    TokenRefused,
     UpstreamError,
-    UpstreamRejected,
     UpstreamUnavailable,
 )
 from shared.models import (
@@ -99,6 +97,7 @@ SEEN_LIMIT = 200
 SYS_ID_CHUNK = 100  # sys_idIN lists: 100 ids of 32 characters keep the URL well under 8 KB
 ENQUEUE_CONCURRENCY = 32
 WATERMARK_CEILING = timedelta(hours=1)
+EMPTY_TABLE_MARK = "1970-01-01 00:00:00"  # listed, nothing of ours in it yet
 MAX_PAGES = 10_000  # per table and run: 10 million records; past it something is wrong
 
 Record = dict[str, Any]
@@ -362,14 +361,6 @@ class SyncService:
                 },
             )
             return outcome
-        except (UpstreamRejected, TokenRefused) as error:
-            # Retrying in seconds cannot change ServiceNow's mind; the next scheduled run tries again.
-            outcome.skipped = "rejected by ServiceNow"
-            logger.warning(
-                "Sync stopped (not retried; the next scheduled sync tries again): %s", error.message
-            )
-            await self._end(run, {"last_error": f"Sync failed: {error.message}"})
-            return outcome
         except UpstreamUnavailable as error:
             wait = timedelta(seconds=error.retry_after)
             if not (error.hinted and wait > self._config.max_retry_after):
@@ -393,6 +384,15 @@ class SyncService:
                     "sync_not_before": not_before,
                 },
             )
+            return outcome
+        except UpstreamError as error:
+            # Refused, or answered with something we cannot use (a refused fresh token, a page that
+            # is not JSON): retrying in seconds cannot change that; the next scheduled run tries again.
+            outcome.skipped = "rejected by ServiceNow"
+            logger.warning(
+                "Sync stopped (not retried; the next scheduled sync tries again): %s", error.message
+            )
+            await self._end(run, {"last_error": f"Sync failed: {error.message}"})
             return outcome
         except Exception as error:
             await self._failed(run, error)
@@ -563,6 +563,10 @@ class SyncService:
         # watermark past every normal update to come: it stops an hour ahead of our clock.
         ceiling = _format_glide(started + WATERMARK_CEILING)
         newest = max([mark, *(min(updated, ceiling) for updated, _ in observed.values())])
+        if not newest and reconcile:
+            # A table with none of our records yet: remember it was listed, or every run would
+            # reconcile it again (and read the tenant's whole ticket index to do so).
+            newest = EMPTY_TABLE_MARK
         if newest:
             marks[table] = newest
             window = _seen_window(observed, newest, self._config.look_back)

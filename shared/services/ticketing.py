@@ -375,7 +375,7 @@ class TicketingService:
                     pass  # another request took it over first: wait for that one instead
             elif time.monotonic() >= deadline:
                 left = (current.lease_until - now).total_seconds() if current.lease_until else 1.0
-                raise IdempotencyKeyInProgress(retry_after=min(5, math.ceil(left)))
+                raise IdempotencyKeyInProgress(retry_after=math.ceil(left))  # when the lease ends
             else:
                 await self._sleep(self._policy.poll_interval_s)
             current = await self._idempotency.get(claim.tenant_id, claim.key_hash)

@@ -17,7 +17,6 @@ from shared.errors import (
     ConnectionNotReady,
     ReauthorizationRequired,
     TokenRefused,
-    UpstreamError,
     UpstreamRejected,
     UpstreamUnavailable,
 )
@@ -733,11 +732,13 @@ async def test_an_instance_that_ignores_the_sys_id_bound_fails_the_run_instead_o
         )
     world.servicenow.ignore_sys_id_after = True
 
-    with pytest.raises(UpstreamError, match="did not page incident on"):
-        await world.sync(page_size=5, max_page_size=5)
+    outcome = await world.sync(page_size=5, max_page_size=5)
 
+    # Stopped, recorded, and not retried in seconds (a poison loop): the next scheduled run tries again.
+    assert outcome.skipped == "rejected by ServiceNow"
     assert len(world.servicenow.requests) == 2
     assert connection(world).watermarks["incident"] == W
+    assert "did not page incident on" in (connection(world).last_error or "")
 
 
 async def test_a_boundary_second_comes_back_once_and_is_not_applied_twice(world: World) -> None:
@@ -1107,3 +1108,15 @@ async def test_the_watermark_never_moves_backwards(world: World) -> None:
     world.servicenow.between_requests.append(another_run_advanced_it)
     await world.sync()
     assert connection(world).watermarks["incident"] == later
+
+
+async def test_a_table_without_our_records_is_not_reconciled_on_every_run(world: World) -> None:
+    world.connect(watermarks={}, last_reconciled_at=NOW)
+    world.ticket("incident", "1", W)  # incidents only: change_request has nothing of ours
+    await world.sync()
+    assert "change_request" in connection(world).watermarks
+    world.tickets.index_reads = 0
+    world.servicenow.requests.clear()
+    await world.sync()
+    assert world.tickets.index_reads == 0  # no reconciliation: it would read the whole index
+    assert all("sys_updated_on>=" in query for _, query in world.servicenow.requests)
