@@ -1,12 +1,17 @@
-"""Fixtures every layer shares: settings from the environment, and one Azurite per session."""
+"""Fixtures every layer shares: settings from the environment, one Azurite per session, and one
+Key Vault and one Entra/Graph stand-in per session (tests reset or isolate their own state)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import pytest_asyncio
 
 from localdev.azurite import Azurite, AzuriteEndpoints
+from localdev.entra import EntraHandle, start_entra
+from localdev.keyvault import KeyVaultHandle, start_keyvault
+from localdev.tls import LocalTls, ensure_local_tls
 from shared.settings import get_settings
 
 # The settings a test process runs with unless a test says otherwise. Real endpoints of the
@@ -39,3 +44,28 @@ async def azurite() -> AsyncIterator[AzuriteEndpoints]:
     endpoints = await process.start()
     yield endpoints
     await process.stop()
+
+
+# The app registration the Entra stand-in knows, for every test that reads Secure Score.
+GRAPH_CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+GRAPH_CLIENT_SECRET = "graph-client-secret-for-tests-0123456789"
+
+
+@pytest.fixture(scope="session")
+def local_tls(tmp_path_factory: pytest.TempPathFactory) -> LocalTls:
+    """The local CA and server certificate the HTTPS stand-ins serve with."""
+    return ensure_local_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest_asyncio.fixture(scope="session")
+async def keyvault_standin(local_tls: LocalTls) -> AsyncIterator[KeyVaultHandle]:
+    handle = await start_keyvault(tls=local_tls)
+    yield handle
+    await handle.aclose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def entra_standin(local_tls: LocalTls) -> AsyncIterator[EntraHandle]:
+    handle = await start_entra(tls=local_tls, clients={GRAPH_CLIENT_ID: GRAPH_CLIENT_SECRET})
+    yield handle
+    await handle.aclose()

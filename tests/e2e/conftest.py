@@ -41,22 +41,21 @@ from azure.data.tables.aio import TableServiceClient
 
 import function_app
 from localdev.azurite import AzuriteEndpoints
-from localdev.entra import EntraHandle, start_entra
+from localdev.entra import EntraHandle
 from localdev.host import HostConfig, LocalHost
-from localdev.keyvault import KeyVaultHandle, start_keyvault
+from localdev.keyvault import KeyVaultHandle
 from localdev.servicenow import RunningSimulator, start_simulator
-from localdev.tls import LocalTls, ensure_local_tls
+from localdev.tls import LocalTls
 from shared.bootstrap import Container, set_container
 from shared.identity import PRINCIPAL_HEADER, Role, encode_principal
 from shared.services.provisioning import ProvisioningService
 from shared.settings import get_settings
+from tests.conftest import GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PORTAL_URL = "https://portal.example.test/connectors/servicenow"
-GRAPH_CLIENT_ID = "33333333-4444-5555-6666-777777777777"
-GRAPH_CLIENT_SECRET = "graph-secret-for-e2e-0123456789abcdef"
 NEVER = "0 0 0 1 1 *"  # NCRONTAB: once a year
 
 
@@ -196,30 +195,11 @@ class Stack:
         self.container.override(provisioning=service)
 
 
-@pytest.fixture(scope="session")
-def e2e_tls(tmp_path_factory: pytest.TempPathFactory) -> LocalTls:
-    return ensure_local_tls(tmp_path_factory.mktemp("e2e-tls"))
-
-
-@pytest_asyncio.fixture(scope="session")
-async def keyvault_standin(e2e_tls: LocalTls) -> AsyncIterator[KeyVaultHandle]:
-    handle = await start_keyvault(tls=e2e_tls)
-    yield handle
-    await handle.aclose()
-
-
-@pytest_asyncio.fixture(scope="session")
-async def entra_standin(e2e_tls: LocalTls) -> AsyncIterator[EntraHandle]:
-    handle = await start_entra(tls=e2e_tls, clients={GRAPH_CLIENT_ID: GRAPH_CLIENT_SECRET})
-    yield handle
-    await handle.aclose()
-
-
 @pytest_asyncio.fixture
 async def stack(
     app_env: pytest.MonkeyPatch,
     azurite: AzuriteEndpoints,
-    e2e_tls: LocalTls,
+    local_tls: LocalTls,
     keyvault_standin: KeyVaultHandle,
     entra_standin: EntraHandle,
 ) -> AsyncIterator[Stack]:
@@ -227,7 +207,7 @@ async def stack(
         "DataStorage": azurite.connection_string,
         "AzureWebJobsStorage": azurite.connection_string,
         "KEY_VAULT_URL": keyvault_standin.url,
-        "LOCAL_CA_BUNDLE": str(e2e_tls.ca_path),
+        "LOCAL_CA_BUNDLE": str(local_tls.ca_path),
         "ENTRA_AUTHORITY_HOST": entra_standin.url,
         "GRAPH_BASE_URL": entra_standin.url,
         "GRAPH_CLIENT_ID": GRAPH_CLIENT_ID,
@@ -270,7 +250,7 @@ async def stack(
                 keyvault=keyvault_standin,
                 entra=entra_standin,
                 azurite=azurite,
-                tls=e2e_tls,
+                tls=local_tls,
                 portal_url=PORTAL_URL,
                 redirect_uri=redirect_uri,
                 _tables=tables,

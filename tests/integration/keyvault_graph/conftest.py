@@ -9,36 +9,15 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from localdev.entra import EntraHandle, start_entra
-from localdev.keyvault import KeyVaultHandle, start_keyvault
-from localdev.tls import LocalTls, ensure_local_tls
+from localdev.entra import EntraHandle
+from localdev.keyvault import KeyVaultHandle
+from localdev.tls import LocalTls
 from shared.graph import GraphClient
 from shared.settings import Settings
 from shared.stores.secrets import KeyVaultSecretStore
+from tests.conftest import GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET
 
 pytestmark = pytest.mark.integration
-
-GRAPH_CLIENT_ID = "11111111-2222-3333-4444-555555555555"
-GRAPH_CLIENT_SECRET = "graph-client-secret-for-tests-0123456789"
-
-
-@pytest.fixture(scope="session")
-def local_tls(tmp_path_factory: pytest.TempPathFactory) -> LocalTls:
-    return ensure_local_tls(tmp_path_factory.mktemp("tls"))
-
-
-@pytest_asyncio.fixture(scope="session")
-async def keyvault_server(local_tls: LocalTls) -> AsyncIterator[KeyVaultHandle]:
-    handle = await start_keyvault(tls=local_tls)
-    yield handle
-    await handle.aclose()
-
-
-@pytest_asyncio.fixture(scope="session")
-async def entra_server(local_tls: LocalTls) -> AsyncIterator[EntraHandle]:
-    handle = await start_entra(tls=local_tls, clients={GRAPH_CLIENT_ID: GRAPH_CLIENT_SECRET})
-    yield handle
-    await handle.aclose()
 
 
 @pytest_asyncio.fixture
@@ -49,15 +28,15 @@ async def control(local_tls: LocalTls) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest_asyncio.fixture
-async def vault(keyvault_server: KeyVaultHandle, control: httpx.AsyncClient) -> KeyVaultHandle:
-    await control.post(f"{keyvault_server.url}/__kv/reset")
-    return keyvault_server
+async def vault(keyvault_standin: KeyVaultHandle, control: httpx.AsyncClient) -> KeyVaultHandle:
+    await control.post(f"{keyvault_standin.url}/__kv/reset")
+    return keyvault_standin
 
 
 @pytest_asyncio.fixture
-async def entra(entra_server: EntraHandle, control: httpx.AsyncClient) -> EntraHandle:
-    await control.post(f"{entra_server.url}/__entra/reset")
-    return entra_server
+async def entra(entra_standin: EntraHandle, control: httpx.AsyncClient) -> EntraHandle:
+    await control.post(f"{entra_standin.url}/__entra/reset")
+    return entra_standin
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ from shared.graph import GraphClient
 from shared.models import TokenSet
 from shared.settings import Settings
 from shared.stores.secrets import KeyVaultSecretStore
-
-from .conftest import GRAPH_CLIENT_SECRET
+from tests.conftest import GRAPH_CLIENT_SECRET
 
 pytestmark = pytest.mark.integration
 
