@@ -79,6 +79,21 @@ from shared.models import (
     TokenSet,
 )
 from shared.servicenow.states import TICKET_TABLES, StateLabels, labels_from_choices
+from shared.services.sync_marks import (
+    SEEN_SUFFIX,
+    Record,
+    Version,
+    format_glide,
+    format_seen,
+    merge_watermarks,
+    parse_glide,
+    parse_seen,
+    record_sys_id,
+    record_updated,
+    record_version,
+    seconds_before,
+    seen_window,
+)
 from shared.services.ticket_mapping import CORRELATION_DISPLAY
 from shared.stores.queues import MessageQueue
 from shared.stores.tickets import TICKET_ID, StateChangeResult, TicketStateChange, TicketSyncEntry
@@ -86,22 +101,11 @@ from shared.stores.tickets import TICKET_ID, StateChangeResult, TicketStateChang
 logger = logging.getLogger(__name__)
 
 FIELDS = ["sys_id", "correlation_id", "state", "sys_updated_on"]
-GLIDE_FORMAT = "%Y-%m-%d %H:%M:%S"
-SEEN_SUFFIX = "@seen"
-# How many records of the look-back window below the watermark are remembered (newest first), as
-# `sys_id=state@seconds-below-the-watermark` (about 45 characters each; the Watermarks property,
-# both tables together, must stay well under Table Storage's 32K characters). Records past this
-# (a bulk update) are compared with our rows again next run: a read of the partition, never a
-# missed or a repeated write.
-SEEN_LIMIT = 200
 SYS_ID_CHUNK = 100  # sys_idIN lists: 100 ids of 32 characters keep the URL well under 8 KB
 ENQUEUE_CONCURRENCY = 32
 WATERMARK_CEILING = timedelta(hours=1)
 EMPTY_TABLE_MARK = "1970-01-01 00:00:00"  # listed, nothing of ours in it yet
 MAX_PAGES = 10_000  # per table and run: 10 million records; past it something is wrong
-
-Record = dict[str, Any]
-Version = tuple[str, str]  # (sys_updated_on, state) of a record as we saw it
 
 
 # --- ports ----------------------------------------------------------------------------------------
@@ -479,7 +483,7 @@ class SyncService:
             if current.sync_lease_until == run.sync_lease_until:
                 fields["sync_lease_until"] = None
             if current.instance_url == run.instance_url:
-                fields["watermarks"] = _merge_watermarks(current.watermarks, final, tables[-1])
+                fields["watermarks"] = merge_watermarks(current.watermarks, final, tables[-1])
                 if reconciled_all:
                     fields["last_reconciled_at"] = started
                 if labels:
@@ -524,7 +528,7 @@ class SyncService:
         def save(current: Connection) -> dict[str, Any]:
             if current.instance_url != run.instance_url:
                 return {}  # reconfigured to another instance meanwhile: these marks mean nothing there
-            return {"watermarks": _merge_watermarks(current.watermarks, marks, table)}
+            return {"watermarks": merge_watermarks(current.watermarks, marks, table)}
 
         await self._connections.update(run.tenant_id, save)
 
@@ -539,14 +543,14 @@ class SyncService:
     ) -> tuple[TableOutcome, dict[str, str]]:
         outcome = TableOutcome(table, reconciled=reconcile)
         mark = watermarks.get(table) or ""
-        seen = _parse_seen(watermarks.get(table + SEEN_SUFFIX), mark) if mark else {}
-        lower = None if reconcile or not mark else _seconds_before(mark, self._config.look_back)
+        seen = parse_seen(watermarks.get(table + SEEN_SUFFIX), mark) if mark else {}
+        lower = None if reconcile or not mark else seconds_before(mark, self._config.look_back)
         observed: dict[str, Version] = {}  # every record listed, in its newest version
         async for page in self._pull(connection, table, lower, outcome):
             outcome.records += len(page)
             fresh: list[Record] = []
             for record in page:
-                sys_id, version = _sys_id(record), _version(record)
+                sys_id, version = record_sys_id(record), record_version(record)
                 if sys_id not in observed or version[0] >= observed[sys_id][0]:
                     observed[sys_id] = version
                 if not reconcile and seen.get(sys_id) == version:
@@ -561,7 +565,7 @@ class SyncService:
         marks: dict[str, str] = {}
         # A record dated far in the future (a wrong clock on the instance) must not carry the
         # watermark past every normal update to come: it stops an hour ahead of our clock.
-        ceiling = _format_glide(started + WATERMARK_CEILING)
+        ceiling = format_glide(started + WATERMARK_CEILING)
         newest = max([mark, *(min(updated, ceiling) for updated, _ in observed.values())])
         if not newest and reconcile:
             # A table with none of our records yet: remember it was listed, or every run would
@@ -569,9 +573,9 @@ class SyncService:
             newest = EMPTY_TABLE_MARK
         if newest:
             marks[table] = newest
-            window = _seen_window(observed, newest, self._config.look_back)
+            window = seen_window(observed, newest, self._config.look_back)
             if window:
-                marks[table + SEEN_SUFFIX] = _format_seen(window, newest)
+                marks[table + SEEN_SUFFIX] = format_seen(window, newest)
         return outcome, marks
 
     async def _pull(
@@ -597,7 +601,7 @@ class SyncService:
         def unseen(page: list[Record]) -> list[Record]:
             fresh = []
             for record in page:
-                sys_id, version = _sys_id(record), _version(record)
+                sys_id, version = record_sys_id(record), record_version(record)
                 if returned.get(sys_id) != version:
                     returned[sys_id] = version
                     fresh.append(record)
@@ -616,13 +620,13 @@ class SyncService:
                 yield fresh
             if len(page) < limit:
                 return
-            last = _updated(page[-1])
-            boundary = sum(1 for record in page if _updated(record) == last)
+            last = record_updated(page[-1])
+            boundary = sum(1 for record in page if record_updated(record) == last)
             if boundary < cap:
                 after, limit = f"sys_updated_on>={last}", min(cap, size + boundary)
                 continue
             # A whole page of one second (a bulk update): read on in it by sys_id, then go past it.
-            last_id = _sys_id(page[-1])
+            last_id = record_sys_id(page[-1])
             while True:
                 within = f"{base}^sys_updated_on={last}^sys_id>{last_id}^ORDERBYsys_id"
                 page = await fetch(within, cap)
@@ -631,9 +635,9 @@ class SyncService:
                     yield fresh
                 if len(page) < cap:
                     break
-                if _sys_id(page[-1]) <= last_id:
+                if record_sys_id(page[-1]) <= last_id:
                     raise UpstreamError(f"ServiceNow did not page {table} on by sys_id; stopped.")
-                last_id = _sys_id(page[-1])
+                last_id = record_sys_id(page[-1])
             after, limit = f"sys_updated_on>{last}", size
 
     async def _apply(
@@ -652,7 +656,7 @@ class SyncService:
             changes[ticket_id] = TicketStateChange(
                 ticket_id=ticket_id,
                 state=state,
-                state_updated_at=_parse_glide(updated) or self._clock(),
+                state_updated_at=parse_glide(updated) or self._clock(),
                 servicenow_updated_on=updated or None,
             )
             index[ticket_id] = _with_state(entry, state)
@@ -740,103 +744,3 @@ def _with_state(entry: TicketSyncEntry, state: str) -> TicketSyncEntry:
         created_at=entry.created_at,
         deleted=entry.deleted,
     )
-
-
-def _parse_glide(value: str) -> datetime | None:
-    try:
-        return datetime.strptime(value, GLIDE_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def _format_glide(value: datetime) -> str:
-    return value.strftime(GLIDE_FORMAT)
-
-
-def _seconds_before(mark: str, delta: timedelta) -> str:
-    """The Glide date-time `delta` before `mark` (`mark` itself if it is not one)."""
-    parsed = _parse_glide(mark)
-    return mark if parsed is None else _format_glide(parsed - delta)
-
-
-def _sys_id(record: Record) -> str:
-    return str(record.get("sys_id", ""))
-
-
-def _updated(record: Record) -> str:
-    return str(record.get("sys_updated_on", ""))
-
-
-def _version(record: Record) -> Version:
-    return _updated(record), str(record.get("state", ""))
-
-
-def _seen_window(observed: dict[str, Version], newest: str, look_back: timedelta) -> dict[str, Version]:
-    """The records seen in the look-back window below `newest`, the newest `SEEN_LIMIT` of them."""
-    floor = _seconds_before(newest, look_back)
-    inside = [(sys_id, version) for sys_id, version in observed.items() if floor <= version[0] <= newest]
-    inside.sort(key=lambda item: (item[1][0], item[0]), reverse=True)
-    return dict(inside[:SEEN_LIMIT])
-
-
-def _parse_seen(value: str | None, mark: str) -> dict[str, Version]:
-    """`sys_id=state` (at the watermark's second) or `sys_id=state@N` (N seconds below it)."""
-    if not value:
-        return {}
-    base = _parse_glide(mark)
-    seen: dict[str, Version] = {}
-    for item in value.split(","):
-        sys_id, _, rest = item.partition("=")
-        state, at, ago = rest.partition("@")
-        if not sys_id:
-            continue
-        if not at:
-            seen[sys_id] = (mark, state)
-        elif base is not None and ago.isdigit():
-            seen[sys_id] = (_format_glide(base - timedelta(seconds=int(ago))), state)
-    return seen
-
-
-def _format_seen(seen: dict[str, Version], mark: str) -> str:
-    base = _parse_glide(mark)
-    items: list[str] = []
-    for sys_id, (updated, state) in sorted(seen.items()):
-        if updated == mark:
-            items.append(f"{sys_id}={state}")
-            continue
-        at = _parse_glide(updated)
-        if base is not None and at is not None and at <= base:
-            items.append(f"{sys_id}={state}@{int((base - at).total_seconds())}")
-    return ",".join(items)
-
-
-def _merge_watermarks(current: dict[str, str], marks: dict[str, str], table: str) -> dict[str, str]:
-    """The stored watermarks with `table`'s moved forward, never back.
-
-    Two workers could both finish (a lease that expired under a very slow run): the later
-    watermark wins, and the seen-set goes with the watermark it belongs to (at the same watermark
-    the two sets are joined, the newest `SEEN_LIMIT` kept).
-    """
-    merged = dict(current)
-    new = marks.get(table)
-    if new is None:
-        return merged
-    old = merged.get(table, "")
-    seen_key = table + SEEN_SUFFIX
-    if new > old:
-        merged[table] = new
-        if seen_key in marks:
-            merged[seen_key] = marks[seen_key]
-        else:
-            merged.pop(seen_key, None)
-    elif new == old:
-        if seen_key in marks:
-            both = _parse_seen(merged.get(seen_key), new)
-            for sys_id, version in _parse_seen(marks[seen_key], new).items():
-                if sys_id not in both or version[0] >= both[sys_id][0]:
-                    both[sys_id] = version
-            newest_first = sorted(both.items(), key=lambda item: (item[1][0], item[0]), reverse=True)
-            merged[seen_key] = _format_seen(dict(newest_first[:SEEN_LIMIT]), new)
-        else:
-            merged.pop(seen_key, None)
-    return merged
