@@ -104,6 +104,7 @@ FIELDS = ["sys_id", "correlation_id", "state", "sys_updated_on"]
 SYS_ID_CHUNK = 100  # sys_idIN lists: 100 ids of 32 characters keep the URL well under 8 KB
 ENQUEUE_CONCURRENCY = 32
 WATERMARK_CEILING = timedelta(hours=1)
+REQUEUE_DELAY_S = 15  # a request that found a sync running is tried again this much later
 EMPTY_TABLE_MARK = "1970-01-01 00:00:00"  # listed, nothing of ours in it yet
 MAX_PAGES = 10_000  # per table and run: 10 million records; past it something is wrong
 
@@ -201,9 +202,10 @@ class SyncOutcome:
 
 
 class _Skip(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, again: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.again = again  # put the request back on the queue, for after the running sync
 
 
 # --- the service ------------------------------------------------------------------------------------
@@ -319,8 +321,8 @@ class SyncService:
         logger.info("Queued a manual sync")
         return SyncQueued(requested_at=request.requested_at)
 
-    async def _send(self, request: SyncRequest) -> None:
-        await self._queue.send(request.model_dump_json(by_alias=True))
+    async def _send(self, request: SyncRequest, *, delay_s: int = 0) -> None:
+        await self._queue.send(request.model_dump_json(by_alias=True), delay_s=delay_s)
 
     # --- one tenant -----------------------------------------------------------------------------
 
@@ -340,6 +342,8 @@ class SyncService:
         except _Skip as skip:
             outcome.skipped = skip.reason
             logger.info("Sync skipped: %s", skip.reason)
+            if skip.again:
+                await self._send(request, delay_s=REQUEUE_DELAY_S)
             return outcome
         if run is None:
             outcome.skipped = "not configured"
@@ -408,6 +412,11 @@ class SyncService:
             if current.status != ConnectionStatus.CONNECTED:
                 raise _Skip(f"the connection is {current.status.value}")
             if current.sync_lease_until is not None and current.sync_lease_until > now:
+                if request.requested_at > current.sync_lease_until - self._config.lease:
+                    # Asked for after that run started: it may have read ServiceNow too early.
+                    raise _Skip(
+                        "another sync of this tenant is running; asked again for after it", again=True
+                    )
                 raise _Skip("another sync of this tenant is running")
             if current.sync_not_before is not None and current.sync_not_before > now:
                 raise _Skip(f"ServiceNow asked us to wait until {current.sync_not_before.isoformat()}")

@@ -33,8 +33,9 @@ class MessageQueue(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def send(self, body: str) -> None:
-        """Enqueue one message. Raises UpstreamUnavailable when Storage does not take it."""
+    async def send(self, body: str, *, delay_s: int = 0) -> None:
+        """Enqueue one message, invisible for `delay_s` seconds. Raises UpstreamUnavailable when
+        Storage does not take it."""
         ...
 
     async def aclose(self) -> None: ...
@@ -79,10 +80,10 @@ class StorageQueue:
     def name(self) -> str:
         return str(self._client.queue_name)
 
-    async def send(self, body: str) -> None:
+    async def send(self, body: str, *, delay_s: int = 0) -> None:
         await self._ensure_created()
         try:
-            await self._client.send_message(body)
+            await self._client.send_message(body, visibility_timeout=delay_s or None)
         except AzureError as exc:
             raise UpstreamUnavailable(
                 f"Queue Storage is unavailable (send to {self.name}).", retry_after=5

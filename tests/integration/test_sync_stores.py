@@ -70,6 +70,20 @@ async def test_a_message_is_base64_on_the_wire_and_the_queue_is_created_on_first
         await queue.aclose()
 
 
+async def test_a_delayed_message_stays_invisible_until_its_delay_ends(azurite: AzuriteEndpoints) -> None:
+    name = f"sync-test-{uuid.uuid4().hex[:12]}"
+    queue = StorageQueue.from_connection_string(azurite.connection_string, name)
+    raw = QueueClient.from_connection_string(azurite.connection_string, name)
+    try:
+        await queue.send("later", delay_s=300)
+        assert [m async for m in raw.receive_messages(max_messages=5)] == []
+        assert (await raw.get_queue_properties()).approximate_message_count == 1
+    finally:
+        await raw.delete_queue()
+        await raw.close()
+        await queue.aclose()
+
+
 @pytest.fixture
 async def tickets(azurite: AzuriteEndpoints) -> AsyncIterator[tuple[TicketSyncRepository, CountRequests]]:
     counter = CountRequests()

@@ -253,9 +253,11 @@ class FakeQueue:
 
     def __init__(self) -> None:
         self.bodies: list[str] = []
+        self.delays: list[int] = []
 
-    async def send(self, body: str) -> None:
+    async def send(self, body: str, *, delay_s: int = 0) -> None:
         self.bodies.append(body)
+        self.delays.append(delay_s)
 
     async def aclose(self) -> None:
         pass
@@ -559,10 +561,11 @@ async def test_the_token_is_refreshed_with_a_ten_minute_margin(world: World) -> 
 
 
 async def test_a_second_message_while_a_sync_runs_and_a_stale_message_are_dropped(world: World) -> None:
-    world.connect(sync_lease_until=NOW + timedelta(minutes=3))
-    busy = await world.service().sync_tenant(world.request())
+    world.connect(sync_lease_until=NOW + timedelta(minutes=3))  # a run that started 7 minutes ago
+    busy = await world.service().sync_tenant(world.request(at=NOW - timedelta(minutes=8)))
     assert busy.skipped == "another sync of this tenant is running"
     assert world.tokens.calls == 0
+    assert world.queue.bodies == []  # that run covers a request made before it started
 
     # A run that started (and so queried ServiceNow) after the request was made covers it.
     world.connect(last_sync_started_at=NOW + timedelta(seconds=1), last_sync_at=NOW + timedelta(minutes=1))
@@ -1120,3 +1123,14 @@ async def test_a_table_without_our_records_is_not_reconciled_on_every_run(world:
     await world.sync()
     assert world.tickets.index_reads == 0  # no reconciliation: it would read the whole index
     assert all("sys_updated_on>=" in query for _, query in world.servicenow.requests)
+
+
+async def test_a_request_made_after_the_running_sync_started_is_put_back_for_after_it(world: World) -> None:
+    world.connect(sync_lease_until=NOW + timedelta(minutes=3))  # started 7 minutes ago
+    request = world.request(reason="manual", at=NOW)
+    outcome = await world.service().sync_tenant(request)
+    assert (outcome.skipped or "").startswith("another sync of this tenant is running")
+    assert world.tokens.calls == 0
+    [body] = world.queue.bodies
+    assert SyncRequest.model_validate_json(body) == request
+    assert world.queue.delays == [15]
