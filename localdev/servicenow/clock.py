@@ -21,9 +21,22 @@ class Clock:
 
     def __init__(self) -> None:
         self._offset = timedelta(0)
+        self._frozen_at: datetime | None = None
 
     def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
+        return (self._frozen_at or datetime.now(UTC)) + self._offset
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen_at is not None
+
+    def freeze(self, frozen: bool) -> None:
+        """Stop time (for tests that need several things to happen in one second), or let it run
+        again: it then catches up with the real time that passed, so it never moves back."""
+        if frozen and self._frozen_at is None:
+            self._frozen_at = datetime.now(UTC)
+        elif not frozen:
+            self._frozen_at = None
 
     def timestamp(self) -> float:
         return self.now().timestamp()
@@ -39,3 +52,4 @@ class Clock:
 
     def reset(self) -> None:
         self._offset = timedelta(0)
+        self._frozen_at = None

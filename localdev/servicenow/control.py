@@ -171,7 +171,8 @@ async def reset(request: web.Request) -> web.Response:
 
 
 def _clock_json(state: SimulatorState) -> dict[str, Any]:
-    return {"now": format_glide(state.clock.now()), "offset_seconds": state.clock.offset_seconds}
+    clock = state.clock
+    return {"now": format_glide(clock.now()), "offset_seconds": clock.offset_seconds, "frozen": clock.frozen}
 
 
 async def get_clock(request: web.Request) -> web.Response:
@@ -179,12 +180,18 @@ async def get_clock(request: web.Request) -> web.Response:
 
 
 async def advance_clock(request: web.Request) -> web.Response:
-    """POST /__sim/clock {"advance_seconds": N}: move simulated time forward."""
+    """POST /__sim/clock {"advance_seconds": N, "frozen": true|false}: move simulated time forward,
+    and stop or restart it."""
+    body = await _body(request)
     try:
-        seconds = float((await _body(request)).get("advance_seconds", 0))
+        seconds = float(body.get("advance_seconds", 0))
         _state(request).clock.advance(seconds)
     except (TypeError, ValueError):
         return _bad_request("advance_seconds must be a non-negative number")
+    if "frozen" in body:
+        if not isinstance(body["frozen"], bool):
+            return _bad_request("frozen must be true or false")
+        _state(request).clock.freeze(body["frozen"])
     return web.json_response(_clock_json(_state(request)))
 
 

@@ -122,15 +122,6 @@ async def update_record(simulator: Simulator, table: str, sys_id: str, **fields:
     return dict(answer["result"])
 
 
-async def align_simulator_clock(simulator: Simulator, margin_s: float = 0.05) -> None:
-    """Move the instance's clock to just past the start of a second (it only moves forward), so
-    what the test does next happens within one ServiceNow second if it is quick."""
-    state = simulator.state
-    now = state.clock.now()
-    state_offset = 1.0 - now.microsecond / 1_000_000 + margin_s
-    await simulator.control("POST", "clock", {"advance_seconds": state_offset})
-
-
 async def poisoned(stack: Stack, tenant: str) -> list[dict[str, Any]]:
     """The sync requests for `tenant` sitting in `sync-requests-poison` (looked at, not taken)."""
     queue = QueueClient.from_connection_string(stack.azurite.connection_string, f"{SYNC_QUEUE}-poison")

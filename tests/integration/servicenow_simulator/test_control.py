@@ -165,3 +165,20 @@ async def test_cli_serves_and_stops_on_sigint() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_a_frozen_clock_keeps_every_change_in_one_second(
+    client: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    """facts L111 (one-second resolution): a frozen clock makes 'the same second' deterministic."""
+    frozen = (await client.post("/__sim/clock", json={"frozen": True})).json()
+    assert frozen["frozen"] is True
+    record = (await api.post(INCIDENT_URL, json={"short_description": "x"})).json()["result"]
+    await asyncio.sleep(1.1)  # real time passes; simulated time does not
+    changed = (await client.post(f"/__sim/records/incident/{record['sys_id']}", json={"state": "2"})).json()
+    assert changed["result"]["sys_updated_on"] == record["sys_updated_on"] == frozen["now"]
+    running = (await client.post("/__sim/clock", json={"frozen": False})).json()
+    assert running["frozen"] is False
+    assert running["now"] >= frozen["now"]  # it runs on, never back
+    bad = await client.post("/__sim/clock", json={"frozen": "yes"})
+    assert bad.status_code == 400
