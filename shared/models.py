@@ -129,6 +129,16 @@ class Connection(StoredRecord):
     sync_not_before: AwareDatetime | None = None
     updated_at: AwareDatetime
 
+    def is_same_live_grant(self, other: Connection) -> bool:
+        """Still connected through the grant `other` was read with: no re-authorization,
+        reconfiguration or dead grant recorded since (a write based on `other` is then stale)."""
+        return self.status == ConnectionStatus.CONNECTED and (
+            self.tenant_id,
+            self.instance_url,
+            self.client_id,
+            self.connected_at,
+        ) == (other.tenant_id, other.instance_url, other.client_id, other.connected_at)
+
 
 class OAuthState(StoredRecord):
     """One authorization attempt (`oauthstates` table, PK state id, RK `state`). Used once.

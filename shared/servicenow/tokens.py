@@ -139,8 +139,7 @@ class AccessTokens:
 
         def mark(row: Connection) -> dict[str, object]:
             # Only the grant that failed: a re-authorization that landed meanwhile stays connected.
-            same = _grant(row) == _grant(connection) and row.status == ConnectionStatus.CONNECTED
-            return broken if same and row.connected_at == connection.connected_at else {}
+            return broken if row.is_same_live_grant(connection) else {}
 
         await self._connections.update(connection.tenant_id, mark)
 

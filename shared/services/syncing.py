@@ -445,7 +445,7 @@ class SyncService:
             if current.sync_lease_until != run.sync_lease_until:
                 return {}
             update: dict[str, Any] = {"sync_lease_until": None}
-            if fields and _same_connection(current, run):
+            if fields and current.is_same_live_grant(run):
                 update.update(fields)
             update["updated_at"] = self._clock()
             return update
@@ -731,17 +731,6 @@ class _LazyIndex:
 def request_bound(tables: int, changed: int, page_size: int = 1000) -> int:
     """The most ServiceNow requests a normal (not reconciling) sync may make."""
     return tables + math.ceil(changed / page_size)
-
-
-def _same_connection(current: Connection, run: Connection) -> bool:
-    """Still the connected grant the run started with: no re-authorization, reconfiguration or
-    dead grant recorded since (those are newer news than anything the run found)."""
-    return (
-        current.status == ConnectionStatus.CONNECTED
-        and current.instance_url == run.instance_url
-        and current.client_id == run.client_id
-        and current.connected_at == run.connected_at
-    )
 
 
 def _with_state(entry: TicketSyncEntry, state: str) -> TicketSyncEntry:
