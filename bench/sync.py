@@ -36,18 +36,19 @@ from pydantic import SecretStr
 from localdev.azurite import Azurite
 from localdev.servicenow import RunningSimulator, start_simulator
 from localdev.servicenow.clock import format_glide
-from shared.models import Connection, ConnectionStatus, SyncRequest, Ticket, TicketType
-from shared.servicenow.oauth import ServiceNowOAuth, authorize_url
-from shared.servicenow.states import TICKET_TABLES
+from shared.models import ConnectionStatus, SyncRequest, TicketType
+from shared.records import Connection, Ticket, new_ticket_id
+from shared.servicenow.oauth import ServiceNowOAuthClient, authorize_url
 from shared.servicenow.table_api import ServiceNowTables
-from shared.servicenow.tokens import AccessTokens
 from shared.servicenow.transport import new_http_client
+from shared.services.access_tokens import AccessTokens
 from shared.services.syncing import SyncService, request_bound
 from shared.services.ticket_mapping import CORRELATION_DISPLAY
 from shared.stores.connections import ConnectionRepository
 from shared.stores.queues import StorageQueue
 from shared.stores.tables import TableStore, to_entity
-from shared.stores.tickets import MAX_BATCH, TicketSyncRepository, new_ticket_id
+from shared.stores.tickets import MAX_BATCH, TicketRepository
+from shared.ticket_states import TICKET_TABLES
 from tests.fakes.secrets import InMemorySecretStore
 
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-client-secret-0123456789"
@@ -65,7 +66,7 @@ class CountingTransport(AioHttpTransport):  # type: ignore[misc]
         return await super().send(request, **kwargs)
 
 
-async def _authorize(http: httpx.AsyncClient, oauth: ServiceNowOAuth, instance_url: str) -> Any:
+async def _authorize(http: httpx.AsyncClient, oauth: ServiceNowOAuthClient, instance_url: str) -> Any:
     """Consent (Allow) and exchange the code: the real flow against the instance."""
     verifier = secrets.token_urlsafe(48)
     url = authorize_url(
@@ -98,7 +99,7 @@ async def _prepare_tenant(
     store: TableStore,
     connections: ConnectionRepository,
     secrets_store: InMemorySecretStore,
-    oauth: ServiceNowOAuth,
+    oauth: ServiceNowOAuthClient,
     http: httpx.AsyncClient,
 ) -> list[tuple[str, str, str]]:
     """Seed the instance and our rows; returns the (table, sys_id, ticket id) of every ticket."""
@@ -156,8 +157,8 @@ async def run(tenants: int, tickets: int, changed_share: float) -> int:
     try:
         secrets_store = InMemorySecretStore()
         connections = ConnectionRepository(store)
-        oauth = ServiceNowOAuth(http)
-        repository = TicketSyncRepository(store)
+        oauth = ServiceNowOAuthClient(http)
+        repository = TicketRepository(store)
         access_tokens = AccessTokens(secrets=secrets_store, oauth=oauth, connections=connections)
         service = SyncService(
             connections=connections,
@@ -210,7 +211,7 @@ async def run(tenants: int, tickets: int, changed_share: float) -> int:
                     f"sync: tenant {tenant_id}: {count} requests, {outcome.changed} changes, {outcome.skipped}"
                 )
         for tenant_id in tenant_ids:
-            states = {t.ticket_id: t.state async for t in repository.iter(tenant_id)}
+            states = {t.ticket_id: t.state async for t in repository.every_ticket(tenant_id)}
             wrong = [tid for tid, state in expected[tenant_id].items() if states.get(tid) != state]
             if wrong:
                 failed += 1

@@ -15,8 +15,8 @@ from typing import Any
 
 import azure.functions as func
 
-from localdev.ncrontab import Schedule
 from localdev.routes import RouteTemplate
+from localdev.schedules import Schedule
 
 
 class UnsupportedFunction(RuntimeError):

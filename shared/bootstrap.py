@@ -17,18 +17,16 @@ from shared.settings import Settings, get_settings
 if TYPE_CHECKING:
     import httpx
 
-    from shared.graph import ImprovementActions
-    from shared.servicenow.oauth import ServiceNowOAuth
+    from shared.ports import ImprovementActions, MessageQueue, SecretStore
+    from shared.servicenow.oauth import ServiceNowOAuthClient
     from shared.servicenow.table_api import ServiceNowTables
-    from shared.servicenow.tokens import AccessTokens
+    from shared.services.access_tokens import AccessTokens
     from shared.services.provisioning import ProvisioningService
     from shared.services.syncing import SyncService
     from shared.services.ticketing import TicketingService
     from shared.stores.connections import ConnectionRepository, OAuthStateRepository
-    from shared.stores.queues import MessageQueue
-    from shared.stores.secrets import SecretStore
     from shared.stores.tables import TableStore
-    from shared.stores.tickets import IdempotencyRepository, TicketRepository, TicketSyncRepository
+    from shared.stores.tickets import IdempotencyRepository, TicketRepository
 
 T = TypeVar("T")
 
@@ -101,14 +99,14 @@ class Container:
         return self._get("graph", lambda: GraphClient.from_settings(self.settings))
 
     @property
-    def servicenow_oauth(self) -> ServiceNowOAuth:
-        from shared.servicenow.oauth import ServiceNowOAuth
+    def servicenow_oauth(self) -> ServiceNowOAuthClient:
+        from shared.servicenow.oauth import ServiceNowOAuthClient
 
-        return self._get("servicenow_oauth", lambda: ServiceNowOAuth(self.servicenow_http))
+        return self._get("servicenow_oauth", lambda: ServiceNowOAuthClient(self.servicenow_http))
 
     @property
     def access_tokens(self) -> AccessTokens:
-        from shared.servicenow.tokens import AccessTokens
+        from shared.services.access_tokens import AccessTokens
 
         return self._get(
             "access_tokens",
@@ -148,12 +146,6 @@ class Container:
         from shared.stores.tickets import IdempotencyRepository
 
         return self._get("idempotency", lambda: IdempotencyRepository(self.tables))
-
-    @property
-    def ticket_sync(self) -> TicketSyncRepository:
-        from shared.stores.tickets import TicketSyncRepository
-
-        return self._get("ticket_sync", lambda: TicketSyncRepository(self.tables))
 
     @property
     def sync_queue(self) -> MessageQueue:
@@ -221,7 +213,7 @@ class Container:
             "syncing",
             lambda: SyncService(
                 connections=self.connections,
-                tickets=self.ticket_sync,
+                tickets=self.tickets,
                 tokens=self.access_tokens,
                 records=self.servicenow_tables,
                 queue=self.sync_queue,

@@ -6,23 +6,29 @@
     ├── Unauthenticated               401 unauthenticated
     ├── Forbidden                     403 forbidden
     ├── NotFound                      404 not_found
-    ├── MethodNotAllowed              405 method_not_allowed
     ├── Conflict                      409 conflict
     │   ├── ConnectionNotReady        409 connection_not_ready
     │   ├── ReauthorizationRequired   409 reauthorization_required
-    │   └── IdempotencyKeyInProgress  409 idempotency_key_in_progress (carries retry_after seconds)
+    │   ├── IdempotencyKeyInProgress  409 idempotency_key_in_progress (carries retry_after seconds)
+    │   └── PreconditionFailed        409 conflict  (a conditional table write lost a race; the
+    │                                               services handle it, one that escapes is a 409)
     ├── IdempotencyKeyReused          422 idempotency_key_reused
+    ├── AuthorizationNotCompleted     400 authorization_not_completed (the OAuth callback's reason for
+    │                                               the portal redirect; never an HTTP body)
+    ├── DependencyNotConfigured       503 dependency_not_configured (a setting it needs is missing)
     └── UpstreamError                 502 upstream_error      (a dependency answered, but wrongly)
         ├── UpstreamRejected          502 upstream_rejected   (ServiceNow refused the record)
         ├── UpstreamUnavailable       503 upstream_unavailable (down, timing out or rate limited;
-        │                                                       carries retry_after seconds)
+        │   │                                                   carries retry_after seconds)
+        │   └── SyncEnqueueFailed     503 sync_enqueue_failed (some of the timer's messages failed)
         ├── TokenRefused              502 upstream_error      (ServiceNow refused a freshly refreshed
         │                                                       access token: not fixed by retrying)
         └── GrantRevoked              409 reauthorization_required (the OAuth grant is dead)
 
 Adapters convert SDK and HTTP failures into these at their boundary (`raise ... from exc`), and
 messages are written for a person: they never carry secret values or raw upstream bodies that
-might.
+might. Nothing else is raised across a layer: an exception class outside this module is private
+to one function.
 """
 
 from __future__ import annotations
@@ -70,11 +76,6 @@ class NotFound(AppError):
     default_message = "Not found."
 
 
-class MethodNotAllowed(AppError):
-    code = "method_not_allowed"
-    default_message = "This method is not allowed on this resource."
-
-
 class Conflict(AppError):
     code = "conflict"
     default_message = "The request conflicts with the current state."
@@ -97,6 +98,28 @@ class IdempotencyKeyInProgress(Conflict):
     def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
+
+
+class PreconditionFailed(Conflict):
+    """Another writer changed or removed the row first (ETag mismatch, or it already exists)."""
+
+    default_message = "The record was changed by another request at the same time. Try again."
+
+
+class AuthorizationNotCompleted(AppError):
+    """The OAuth callback could not complete; `reason` is the code the portal redirect carries."""
+
+    code = "authorization_not_completed"
+    default_message = "The ServiceNow authorization could not be completed."
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The ServiceNow authorization could not be completed ({reason}).")
+        self.reason = reason
+
+
+class DependencyNotConfigured(AppError):
+    code = "dependency_not_configured"
+    default_message = "A service this operation needs is not configured."
 
 
 class IdempotencyKeyReused(AppError):
@@ -136,6 +159,11 @@ class UpstreamUnavailable(UpstreamError):
         self.ambiguous = ambiguous
 
 
+class SyncEnqueueFailed(UpstreamUnavailable):
+    code = "sync_enqueue_failed"
+    default_message = "Some sync messages could not be queued."
+
+
 class TokenRefused(UpstreamError):
     """ServiceNow answered 401 to a token it had just issued: the OAuth user cannot use the API
     (locked out, missing roles). Retrying soon cannot help; an admin must look at the instance."""
@@ -155,9 +183,10 @@ HTTP_STATUS: dict[type[AppError], int] = {
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,
-    MethodNotAllowed: 405,
     Conflict: 409,
     IdempotencyKeyReused: 422,
+    AuthorizationNotCompleted: 400,
+    DependencyNotConfigured: 503,
     UpstreamError: 502,
     UpstreamUnavailable: 503,
     GrantRevoked: 409,

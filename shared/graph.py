@@ -21,7 +21,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -29,7 +29,14 @@ import msal
 import requests
 from pydantic import SecretStr, ValidationError
 
-from shared.errors import AppError, BadRequest, NotFound, UpstreamError, UpstreamUnavailable
+from shared.errors import (
+    AppError,
+    BadRequest,
+    DependencyNotConfigured,
+    NotFound,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from shared.models import ImprovementAction, RecommendationCategory
 from shared.observability import register_secret
 from shared.settings import Settings
@@ -51,16 +58,6 @@ _CATEGORIES: dict[str, RecommendationCategory] = {
     "identity": "Identity",
     "infrastructure": "Infrastructure",
 }
-
-
-class ImprovementActions(Protocol):
-    """The port the ticket service uses; `GraphClient` is the real adapter."""
-
-    async def get_improvement_action(self, tenant_id: str, action_id: str) -> ImprovementAction: ...
-
-    async def list_improvement_actions(
-        self, tenant_id: str, *, page_size: int | None = None
-    ) -> list[ImprovementAction]: ...
 
 
 def to_improvement_action(raw: dict[str, Any]) -> ImprovementAction:
@@ -320,7 +317,7 @@ class UnconfiguredGraph:
     _MESSAGE = "Microsoft Graph is not configured: set GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET."
 
     async def get_improvement_action(self, tenant_id: str, action_id: str) -> ImprovementAction:
-        raise AppError(self._MESSAGE)
+        raise DependencyNotConfigured(self._MESSAGE)
 
     async def list_improvement_actions(
         self, tenant_id: str, *, page_size: int | None = None

@@ -1,4 +1,6 @@
-"""Pydantic models: API requests and responses (camelCase on the wire) and stored records."""
+"""Pydantic models of the HTTP API and the sync queue: requests and responses, camelCase on the wire.
+
+Stored rows and Key Vault values are in `shared.records`."""
 
 from __future__ import annotations
 
@@ -14,11 +16,10 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
-    field_serializer,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel, to_pascal
+from pydantic.alias_generators import to_camel
 
 
 class ApiModel(BaseModel):
@@ -29,24 +30,6 @@ class ApiModel(BaseModel):
 
 class HealthStatus(ApiModel):
     status: str = "ok"
-
-
-# --- Secrets (Key Vault) ----------------------------------------------------------------------------
-
-
-class TokenSet(BaseModel):
-    """A tenant's ServiceNow OAuth tokens, as kept in Key Vault (never in tables or logs).
-
-    The tokens are `SecretStr` so that a stray `repr`, f-string or log line shows `**********`;
-    call `.get_secret_value()` only where the value goes on the wire.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    access_token: SecretStr
-    refresh_token: SecretStr
-    access_token_expires_at: AwareDatetime
-    refresh_token_expires_at: AwareDatetime
 
 
 # --- Improvement actions (Microsoft Graph secureScoreControlProfiles) -------------------------------
@@ -81,81 +64,7 @@ class ConnectionStatus(StrEnum):
     REAUTHORIZATION_REQUIRED = "reauthorization_required"
 
 
-class StoredRecord(BaseModel):
-    """A table row. Property names are PascalCase, as Table Storage tooling shows them."""
-
-    model_config = ConfigDict(alias_generator=to_pascal, populate_by_name=True, extra="ignore")
-
-    etag: str | None = Field(default=None, exclude=True)
-
-
-StateNames = dict[str, dict[str, str]]
-
-
-class Connection(StoredRecord):
-    """A tenant's ServiceNow connection (`connections` table, PK tenant id, RK `servicenow`).
-
-    No secret values: the client secret and tokens live in Key Vault.
-    """
-
-    tenant_id: str
-    instance: str
-    instance_url: str
-    client_id: str
-    status: ConnectionStatus
-    connected_by: str | None = None
-    connected_by_name: str | None = None
-    connected_at: AwareDatetime | None = None
-    access_token_expires_at: AwareDatetime | None = None
-    refresh_token_expires_at: AwareDatetime | None = None
-    last_sync_at: AwareDatetime | None = None
-    last_error: str | None = None
-    # The OAuth state of the latest authorize URL: only that one may complete (an older URL, e.g.
-    # one a re-authorize replaced, is refused). None once connected.
-    pending_state_id: str | None = None
-    state_names: StateNames = Field(default_factory=dict)
-    # The instance's own state labels (its `sys_choice` rows), refreshed by the daily reconciliation.
-    instance_state_labels: StateNames = Field(default_factory=dict)
-    watermarks: dict[str, str] = Field(default_factory=dict)
-    # Sync bookkeeping (issue 7): until when one worker owns this tenant's sync (so two messages for
-    # the same tenant never pull and write at once), and when every ticket was last reconciled.
-    sync_lease_until: AwareDatetime | None = None
-    last_reconciled_at: AwareDatetime | None = None
-    # When the last successful sync started (before it queried ServiceNow): a sync request made
-    # before then is covered by that run. `last_sync_at` is when it ended.
-    last_sync_started_at: AwareDatetime | None = None
-    # ServiceNow asked us (Retry-After) to stay away until then: the timer does not queue the tenant
-    # and the worker drops its messages until that time.
-    sync_not_before: AwareDatetime | None = None
-    updated_at: AwareDatetime
-
-    def is_same_live_grant(self, other: Connection) -> bool:
-        """Still connected through the grant `other` was read with: no re-authorization,
-        reconfiguration or dead grant recorded since (a write based on `other` is then stale)."""
-        return self.status == ConnectionStatus.CONNECTED and (
-            self.tenant_id,
-            self.instance_url,
-            self.client_id,
-            self.connected_at,
-        ) == (other.tenant_id, other.instance_url, other.client_id, other.connected_at)
-
-
-class OAuthState(StoredRecord):
-    """One authorization attempt (`oauthstates` table, PK state id, RK `state`). Used once.
-
-    The PKCE verifier is not stored: it is derived from the state id with a key kept in Key Vault.
-    """
-
-    state_id: str
-    key_version: str | None = None  # the app key version the PKCE verifier is derived with
-    tenant_id: str
-    user_id: str
-    user_name: str
-    instance_url: str
-    client_id: str
-    created_at: AwareDatetime
-    expires_at: AwareDatetime
-    consumed_at: AwareDatetime | None = None
+StateNames = dict[str, dict[str, str]]  # ticket type -> state code -> name
 
 
 # --- Provisioning API ---------------------------------------------------------------------------------
@@ -221,7 +130,6 @@ class CallbackParams(BaseModel):
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 TicketType = Literal["incident", "change_request"]
 RecommendationSource = Literal["microsoft", "user"]
-IdempotencyStatus = Literal["in_progress", "completed"]
 TicketName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=160)]
 TicketDescription = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
 
@@ -327,68 +235,7 @@ class TicketSummary(ApiModel):
     change_request: TicketTypeSummary = Field(alias="change_request")
 
 
-class Ticket(StoredRecord):
-    """A ticket we created (`tickets` table, PK tenant id, RK ticket id: newest first).
-
-    `instance_url` is the instance the record lives in, so its link stays right after the tenant
-    connects another instance. `state` is ServiceNow's code; the sync (issue 7) moves it.
-    """
-
-    tenant_id: str
-    ticket_id: str
-    type: TicketType
-    sys_id: str
-    number: str
-    instance_url: str
-    name: str
-    description: str
-    priority: int
-    due_date: date
-    recommendation_source: RecommendationSource
-    recommendation_category: RecommendationCategory
-    improvement_action_id: str | None = None
-    created_by: str
-    created_by_name: str
-    created_at: AwareDatetime
-    state: str
-    state_updated_at: AwareDatetime
-    servicenow_updated_on: str | None = None
-
-    @field_serializer("due_date")
-    def _due_date_as_text(self, value: date) -> str:
-        return value.isoformat()  # Table Storage has no date type (only date-times)
-
-    # Set by the sync (issue 7) when the record no longer exists in ServiceNow: `state` then keeps
-    # the last state seen, and the portal shows the ticket as deleted rather than as that state.
-    deleted_in_servicenow_at: AwareDatetime | None = None
-
-
-class IdempotencyRecord(StoredRecord):
-    """A claimed Idempotency-Key (`idempotency` table, PK tenant id, RK sha256 hex of the key).
-
-    The ticket id is chosen before ServiceNow is called, so whoever finishes an interrupted create
-    can find the record by `correlation_id`. `lease_until` says until when the current attempt
-    owns the create; None or past means whoever holds the same request may take it over.
-    `posted_at` is when the latest create that ServiceNow may have carried out was sent: written
-    (with the lease) immediately before every POST, put back when ServiceNow certainly did not
-    process that one. Until it is older than the settle window no new create is sent, and a
-    claim that has one is never released (its record may exist).
-    """
-
-    tenant_id: str
-    key_hash: str
-    fingerprint: str
-    ticket_id: str
-    status: IdempotencyStatus
-    created_by: str
-    created_by_name: str
-    created_at: AwareDatetime
-    lease_until: AwareDatetime | None = None
-    posted_at: AwareDatetime | None = None
-    completed_at: AwareDatetime | None = None
-
-
-# --- Sync (issue 7) -----------------------------------------------------------------------------------
+# --- Sync -----------------------------------------------------------------------------------
 
 SYNC_QUEUE = "sync-requests"  # the queue the timer fans out on; failures land in sync-requests-poison
 SyncReason = Literal["timer", "manual"]

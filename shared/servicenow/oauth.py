@@ -13,16 +13,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 import httpx
 from pydantic import SecretStr
 
+from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import GrantRevoked, UpstreamError, UpstreamRejected
-from shared.models import TokenSet
 from shared.observability import register_secret
+from shared.records import TokenSet
 from shared.servicenow.transport import RetryPolicy, send_with_retries
 
 logger = logging.getLogger(__name__)
@@ -53,17 +53,26 @@ def authorize_url(instance_url: str, *, client_id: str, redirect_uri: str, state
     return f"{instance_url.rstrip('/')}/oauth_auth.do?{query}"
 
 
-class ServiceNowOAuth:
+class ServiceNowOAuthClient:
+    """`shared.ports.ServiceNowOAuthClient` over the instance's OAuth endpoints."""
+
     def __init__(
         self,
         http: httpx.AsyncClient,
         *,
         retry: RetryPolicy | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._http = http
         self._retry = retry or RetryPolicy()
         self._clock = clock
+
+    def authorize_url(
+        self, instance_url: str, *, client_id: str, redirect_uri: str, state: str, verifier: str
+    ) -> str:
+        return authorize_url(
+            instance_url, client_id=client_id, redirect_uri=redirect_uri, state=state, verifier=verifier
+        )
 
     async def exchange_code(
         self,
@@ -95,7 +104,7 @@ class ServiceNowOAuth:
         response = await self._post_token(instance_url, form, retry=False, what="code exchange")
         if response.status_code != 200:
             raise UpstreamRejected(_refusal("the authorization code", response))
-        now = self._clock()
+        now = self._clock.now()
         return self._token_set(
             response, now, previous_refresh=None, refresh_expires_at=now + REFRESH_TOKEN_LIFESPAN
         )
@@ -121,7 +130,7 @@ class ServiceNowOAuth:
         if response.status_code != 200:
             raise UpstreamError(f"ServiceNow answered the token refresh with HTTP {response.status_code}.")
         return self._token_set(
-            response, self._clock(), previous_refresh=tokens.refresh_token,
+            response, self._clock.now(), previous_refresh=tokens.refresh_token,
             refresh_expires_at=tokens.refresh_token_expires_at,
         )  # fmt: skip
 

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.errors import TokenRefused, UpstreamError, UpstreamRejected, UpstreamUnavailable
-from shared.models import Connection
-from shared.servicenow.tokens import AccessTokens
+from shared.ports import AccessTokenSource
+from shared.records import Connection
 from shared.servicenow.transport import RetryPolicy, send_with_retries
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ _MESSAGE_LIMIT = 300
 
 class ServiceNowTables:
     def __init__(
-        self, http: httpx.AsyncClient, tokens: AccessTokens, *, retry: RetryPolicy | None = None
+        self, http: httpx.AsyncClient, tokens: AccessTokenSource, *, retry: RetryPolicy | None = None
     ) -> None:
         self._http = http
         self._tokens = tokens

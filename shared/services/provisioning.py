@@ -18,31 +18,35 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from secrets import token_urlsafe
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from shared.errors import AppError, BadRequest, ConnectionNotReady, UpstreamError
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.errors import (
+    AppError,
+    AuthorizationNotCompleted,
+    BadRequest,
+    ConnectionNotReady,
+    PreconditionFailed,
+    UpstreamError,
+)
 from shared.identity import Caller
+from shared.instance_names import resolve_instance
 from shared.models import (
     AuthorizeResult,
     CallbackParams,
     ConfigureConnection,
     ConfigureResult,
-    Connection,
     ConnectionStatus,
     ConnectionView,
-    OAuthState,
     StateNames,
     StateNamesUpdate,
 )
-from shared.servicenow.instance import resolve_instance
-from shared.servicenow.oauth import ServiceNowOAuth, authorize_url
-from shared.servicenow.states import effective_state_names, known_state_codes
-from shared.stores.connections import ConnectionRepository, OAuthStateRepository
-from shared.stores.secrets import SecretStore
-from shared.stores.tables import PreconditionFailed
+from shared.ports import ConnectionStore, OAuthStateStore, SecretStore, ServiceNowOAuth
+from shared.records import Connection, OAuthState
+from shared.ticket_states import effective_state_names, known_state_codes
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +69,12 @@ class ProvisioningService:
     def __init__(
         self,
         *,
-        connections: ConnectionRepository,
-        states: OAuthStateRepository,
+        connections: ConnectionStore,
+        states: OAuthStateStore,
         secrets: SecretStore,
         oauth: ServiceNowOAuth,
         config: ProvisioningConfig,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._connections = connections
         self._states = states
@@ -102,7 +106,7 @@ class ProvisioningService:
             pending_state_id=state.state_id,
             state_names=existing.state_names if existing else {},
             watermarks=existing.watermarks if existing and existing.instance_url == instance.url else {},
-            updated_at=self._clock(),
+            updated_at=self._clock.now(),
         )
         await self._connections.put(connection)
         await self._states.add(state)
@@ -141,7 +145,7 @@ class ProvisioningService:
             refresh_token_expires_soon=(
                 connection.status == ConnectionStatus.CONNECTED
                 and connection.refresh_token_expires_at is not None
-                and connection.refresh_token_expires_at - self._clock() < REFRESH_TOKEN_WARNING
+                and connection.refresh_token_expires_at - self._clock.now() < REFRESH_TOKEN_WARNING
             ),
             state_names=effective_state_names(connection.state_names, connection.instance_state_labels),
         )
@@ -153,7 +157,7 @@ class ProvisioningService:
         """
         try:
             await self._complete(params)
-        except CallbackFailed as failure:
+        except AuthorizationNotCompleted as failure:
             logger.warning("OAuth callback failed: %s", failure.reason)
             return self._portal_url(servicenow="error", reason=failure.reason)
         except AppError as error:
@@ -208,7 +212,7 @@ class ProvisioningService:
 
     async def _new_state(self, caller: Caller, instance_url: str, client_id: str) -> OAuthState:
         key = await self._secrets.app_key(STATE_KEY_NAME)
-        now = self._clock()
+        now = self._clock.now()
         return OAuthState(
             key_version=key.version,
             state_id=token_urlsafe(32),
@@ -222,7 +226,7 @@ class ProvisioningService:
         )
 
     async def _authorize_url(self, state: OAuthState) -> str:
-        return authorize_url(
+        return self._oauth.authorize_url(
             state.instance_url,
             client_id=state.client_id,
             redirect_uri=self._config.redirect_uri,
@@ -232,39 +236,39 @@ class ProvisioningService:
 
     async def _complete(self, params: CallbackParams) -> None:
         if not params.state or not _STATE_ID.match(params.state):
-            raise CallbackFailed("unknown_state")
+            raise AuthorizationNotCompleted("unknown_state")
         state = await self._states.get(params.state)
         if state is None:
-            raise CallbackFailed("unknown_state")
+            raise AuthorizationNotCompleted("unknown_state")
         if state.consumed_at is not None:
-            raise CallbackFailed("replay")
-        now = self._clock()
+            raise AuthorizationNotCompleted("replay")
+        now = self._clock.now()
         if now >= state.expires_at:
-            raise CallbackFailed("expired_state")
+            raise AuthorizationNotCompleted("expired_state")
         try:
             await self._states.consume(state, now)
         except PreconditionFailed as exc:
-            raise CallbackFailed("replay") from exc
+            raise AuthorizationNotCompleted("replay") from exc
         connection = await self._connections.get(state.tenant_id)
         if connection is None or (connection.instance_url, connection.client_id) != (
             state.instance_url,
             state.client_id,
         ):
-            raise CallbackFailed("configuration_changed")
+            raise AuthorizationNotCompleted("configuration_changed")
         if connection.pending_state_id != state.state_id:
-            raise CallbackFailed("superseded")
+            raise AuthorizationNotCompleted("superseded")
         if params.error or not params.code:
             reason = (
                 "denied" if params.error == "access_denied" or not params.code else "authorization_failed"
             )
             await self._record_error(connection, "The ServiceNow authorization was denied or failed.")
-            raise CallbackFailed(reason)
+            raise AuthorizationNotCompleted(reason)
         await self._exchange(connection, state, params.code)
 
     async def _exchange(self, connection: Connection, state: OAuthState, code: str) -> None:
         client_secret = await self._secrets.get_client_secret(connection.tenant_id, fresh=True)
         if client_secret is None:
-            raise CallbackFailed("exchange_failed")
+            raise AuthorizationNotCompleted("exchange_failed")
         try:
             tokens = await self._oauth.exchange_code(
                 connection.instance_url,
@@ -278,12 +282,12 @@ class ProvisioningService:
             await self._secrets.set_tokens(connection.tenant_id, tokens)
         except AppError as error:
             await self._record_error(connection, f"Exchanging the authorization code failed: {error.message}")
-            raise CallbackFailed("exchange_failed") from error
+            raise AuthorizationNotCompleted("exchange_failed") from error
         connected = {
             "status": ConnectionStatus.CONNECTED,
             "connected_by": state.user_id,
             "connected_by_name": state.user_name,
-            "connected_at": self._clock(),
+            "connected_at": self._clock.now(),
             "access_token_expires_at": tokens.access_token_expires_at,
             "refresh_token_expires_at": tokens.refresh_token_expires_at,
             "last_error": None,
@@ -306,7 +310,7 @@ class ProvisioningService:
     async def _update(self, tenant_id: str, change: Callable[[Connection], dict[str, Any]]) -> Connection:
         """Change the connection row (ETag-safe, re-applied on a lost race) and stamp updated_at."""
         updated = await self._connections.update(
-            tenant_id, lambda current: {**change(current), "updated_at": self._clock()}
+            tenant_id, lambda current: {**change(current), "updated_at": self._clock.now()}
         )
         if updated is None:
             raise ConnectionNotReady("The ServiceNow connection was removed.")
@@ -324,9 +328,3 @@ class ProvisioningService:
         parts = urlsplit(self._config.portal_url)
         query = [*parse_qsl(parts.query), *params.items()]
         return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-class CallbackFailed(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason

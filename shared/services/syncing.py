@@ -67,18 +67,20 @@ from shared.errors import (
     AppError,
     ConnectionNotReady,
     ReauthorizationRequired,
+    SyncEnqueueFailed,
     UpstreamError,
     UpstreamUnavailable,
 )
-from shared.models import (
+from shared.models import ConnectionStatus, SyncQueued, SyncReason, SyncRequest
+from shared.ports import MessageQueue
+from shared.records import (
+    TICKET_ID,
     Connection,
-    ConnectionStatus,
-    SyncQueued,
-    SyncReason,
-    SyncRequest,
+    StateChangeResult,
+    TicketStateChange,
+    TicketSyncEntry,
     TokenSet,
 )
-from shared.servicenow.states import TICKET_TABLES, StateLabels, labels_from_choices
 from shared.services.sync_marks import (
     SEEN_SUFFIX,
     Record,
@@ -95,8 +97,7 @@ from shared.services.sync_marks import (
     seen_window,
 )
 from shared.services.ticket_mapping import CORRELATION_DISPLAY
-from shared.stores.queues import MessageQueue
-from shared.stores.tickets import TICKET_ID, StateChangeResult, TicketStateChange, TicketSyncEntry
+from shared.ticket_states import TICKET_TABLES, StateLabels, labels_from_choices
 
 logger = logging.getLogger(__name__)
 
@@ -708,11 +709,6 @@ class SyncService:
             await self._tickets.mark_deleted(connection.tenant_id, gone, self._clock())
             logger.info("%d %s ticket(s) were deleted in ServiceNow; marked as deleted", len(gone), table)
         return len(gone)
-
-
-class SyncEnqueueFailed(AppError):
-    code = "sync_enqueue_failed"
-    default_message = "Some sync messages could not be queued."
 
 
 class _LazyIndex:

@@ -57,21 +57,18 @@ from shared.errors import (
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     NotFound,
+    PreconditionFailed,
     ReauthorizationRequired,
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from shared.graph import ImprovementActions
 from shared.identity import Caller
 from shared.models import (
-    Connection,
     ConnectionStatus,
     CreateTicket,
-    IdempotencyRecord,
     ImprovementAction,
     RecommendationCategory,
     StateCount,
-    Ticket,
     TicketListQuery,
     TicketPage,
     TicketSummary,
@@ -79,10 +76,10 @@ from shared.models import (
     TicketTypeSummary,
     TicketView,
 )
-from shared.servicenow.states import CHANGE_REQUEST, INCIDENT, effective_state_names
+from shared.ports import ImprovementActions
+from shared.records import Connection, IdempotencyRecord, Ticket, new_ticket_id
 from shared.services import ticket_mapping as mapping
-from shared.stores.tables import PreconditionFailed
-from shared.stores.tickets import new_ticket_id
+from shared.ticket_states import CHANGE_REQUEST, INCIDENT, effective_state_names
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-from shared.models import Connection, ConnectionStatus, OAuthState
+from shared.errors import PreconditionFailed
+from shared.models import ConnectionStatus
+from shared.records import Connection, OAuthState
 from shared.stores.tables import (
-    PreconditionFailed,
     TableStore,
     create_entity,
     delete_entity,

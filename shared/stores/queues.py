@@ -1,4 +1,4 @@
-"""Storage queues: the port services send messages through, and its azure-storage-queue adapter.
+"""Storage queues: `shared.ports.MessageQueue` on the azure-storage-queue client.
 
 Queue triggers read message bodies as Base64 by default (host.json `messageEncoding`), so the
 adapter encodes with `TextBase64EncodePolicy`: a plain-text body would be rejected by the trigger
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 
@@ -25,20 +25,6 @@ if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
 
 logger = logging.getLogger(__name__)
-
-
-class MessageQueue(Protocol):
-    """One queue that services put text messages on."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def send(self, body: str, *, delay_s: int = 0) -> None:
-        """Enqueue one message, invisible for `delay_s` seconds. Raises UpstreamUnavailable when
-        Storage does not take it."""
-        ...
-
-    async def aclose(self) -> None: ...
 
 
 class StorageQueue:

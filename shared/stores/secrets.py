@@ -1,7 +1,6 @@
 """The secret store: each tenant's ServiceNow client secret and OAuth tokens, kept in Key Vault.
 
-`SecretStore` is the port the services depend on; `KeyVaultSecretStore` is the one real adapter,
-on the async `azure-keyvault-secrets` client. Reads are cached in memory for a short TTL so that a
+`KeyVaultSecretStore` implements the `shared.ports.SecretStore` port on the async `azure-keyvault-secrets` client. Reads are cached in memory for a short TTL so that a
 request path does not hit Key Vault every time (Key Vault throttles per vault), and writes
 invalidate the cache. Secret values are registered with the log redactor as soon as we see them
 and never appear in exception messages.
@@ -20,8 +19,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
@@ -37,8 +35,8 @@ from azure.core.pipeline.policies import AsyncRetryPolicy
 from pydantic import SecretStr, ValidationError
 
 from shared.errors import AppError, BadRequest, ConnectionNotReady, UpstreamError, UpstreamUnavailable
-from shared.models import TokenSet
 from shared.observability import register_secret
+from shared.records import AppKey, TokenSet
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -54,36 +52,6 @@ DEFAULT_CACHE_TTL = 60.0
 LOCAL_DEV_TOKEN = "local-dev-token"  # not a secret: the Key Vault stand-in accepts any bearer token
 
 
-class SecretStore(Protocol):
-    """Where a tenant's ServiceNow credentials live. Values are `SecretStr`; absent means None."""
-
-    async def get_client_secret(self, tenant_id: str, *, fresh: bool = False) -> SecretStr | None:
-        """The tenant's ServiceNow OAuth client secret. `fresh` bypasses the read cache."""
-        ...
-
-    async def set_client_secret(self, tenant_id: str, client_secret: SecretStr) -> None: ...
-
-    async def get_tokens(self, tenant_id: str, *, fresh: bool = False) -> TokenSet | None:
-        """The tenant's ServiceNow token set. `fresh` bypasses the read cache (the refresh timer uses it)."""
-        ...
-
-    async def set_tokens(self, tenant_id: str, tokens: TokenSet, *, restore_deleted: bool = True) -> None:
-        """Store the token set. `restore_deleted=False` refuses (ConnectionNotReady) to bring back a
-        soft-deleted secret: a background refresh must not undo a removal that raced with it."""
-        ...
-
-    async def delete_tenant(self, tenant_id: str) -> None:
-        """Remove both of the tenant's secrets for good (soft delete, then purge where allowed)."""
-        ...
-
-    async def app_key(self, name: str, version: str | None = None) -> AppKey:
-        """An app-wide random key (not a tenant's): the latest version, created on first use, or
-        the given version (for data derived with it earlier)."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
 # --- naming and (de)serialisation, shared with the test fake ------------------------------------------
 
 
@@ -93,12 +61,6 @@ def client_secret_name(tenant_id: str) -> str:
 
 def tokens_name(tenant_id: str) -> str:
     return f"snow-{_checked_tenant(tenant_id)}-tokens"
-
-
-@dataclass(frozen=True)
-class AppKey:
-    version: str
-    value: SecretStr
 
 
 def app_key_name(name: str) -> str:

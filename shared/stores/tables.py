@@ -25,7 +25,7 @@ from azure.core.exceptions import (
 )
 from pydantic import BaseModel
 
-from shared.errors import Conflict, UpstreamUnavailable
+from shared.errors import PreconditionFailed, UpstreamUnavailable
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient, TableServiceClient
@@ -34,14 +34,6 @@ RecordT = TypeVar("RecordT", bound=BaseModel)
 
 # Explicit, for every Storage client we build: azure-core's defaults wait up to 300 s to connect.
 STORAGE_TIMEOUTS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 20}
-
-
-class PreconditionFailed(Conflict):
-    """Another writer changed or removed the row first (ETag mismatch, or it already exists).
-
-    Repositories raise it for services to handle; one that escapes is a 409 to the caller."""
-
-    default_message = "The record was changed by another request at the same time. Try again."
 
 
 class TableStore:

@@ -11,9 +11,12 @@ JSON: the portal passes them back unchanged and never learns our keys' format.
         add(ticket)                         insert; PreconditionFailed if the id exists
         get(tenant_id, ticket_id)           one ticket, or None (also for ids of another shape)
         page(tenant_id, ...)                newest first, filters type/state, top, continuation
-        iter(tenant_id, ...)                every ticket of a tenant (summary, sync), newest first
+        every_ticket(tenant_id, ...)        every ticket of a tenant, newest first
+        count_by_state(tenant_id)           (type, state) -> count, for the summary cards
+        sync_index(tenant_id)               the few columns the sync compares, by ticket id
         apply_state_changes(tenant_id, changes)
                                             merge new states in transactions of <= 100 rows
+        mark_deleted(tenant_id, ids, at)    flag tickets whose record is gone from ServiceNow
 
     IdempotencyRepository
         claim(record)   conditional insert; PreconditionFailed when the key is taken
@@ -29,10 +32,7 @@ import base64
 import binascii
 import json
 import re
-import secrets
-import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +40,15 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.errors import BadRequest
-from shared.models import IdempotencyRecord, Ticket, TicketType
+from shared.models import TicketType
+from shared.records import (
+    TICKET_ID,
+    IdempotencyRecord,
+    StateChangeResult,
+    Ticket,
+    TicketStateChange,
+    TicketSyncEntry,
+)
 from shared.stores.tables import (
     TableStore,
     create_entity,
@@ -56,34 +64,7 @@ from shared.stores.tables import (
 TICKETS = "tickets"
 IDEMPOTENCY = "idempotency"
 MAX_BATCH = 100  # Table Storage's limit of operations in one transaction
-_MAX_MS = 10**13 - 1  # inverted timestamps stay 13 digits until the year 2286
-TICKET_ID = re.compile(r"^[0-9]{13}[0-9a-f]{8}$")
 _KEY_HASH = re.compile(r"^[0-9a-f]{64}$")
-
-
-def new_ticket_id(now: datetime | None = None) -> str:
-    """A ticket id that sorts before every earlier one: 13-digit inverted epoch ms + 8 hex.
-
-    21 characters, fits ServiceNow's 100-character `correlation_id`, safe in a URL and a RowKey.
-    """
-    millis = int((now.timestamp() if now is not None else time.time()) * 1000)
-    return f"{_MAX_MS - millis:013d}{secrets.token_hex(4)}"
-
-
-@dataclass(frozen=True)
-class TicketStateChange:
-    """A ticket's new ServiceNow state, as the sync (issue 7) observed it."""
-
-    ticket_id: str
-    state: str
-    state_updated_at: datetime
-    servicenow_updated_on: str | None = None  # ServiceNow's sys_updated_on, kept for the watermark
-
-
-@dataclass(frozen=True)
-class StateChangeResult:
-    applied: int
-    missing: tuple[str, ...]  # ticket ids with no row (never created here, or another tenant's)
 
 
 class TicketRepository:
@@ -134,7 +115,7 @@ class TicketRepository:
             following: Any = getattr(pages, "continuation_token", None)
         return items, encode_continuation(following, tenant_id) if following else None
 
-    async def iter(self, tenant_id: str, *, type: TicketType | None = None) -> AsyncIterator[Ticket]:
+    async def every_ticket(self, tenant_id: str, *, type: TicketType | None = None) -> AsyncIterator[Ticket]:
         """Every ticket of the tenant, newest first."""
         table = await self._store.table(TICKETS)
         query_filter, parameters = _filter(tenant_id, type, None)
@@ -152,6 +133,12 @@ class TicketRepository:
                 key = (str(entity.get("Type")), str(entity.get("State")))
                 counts[key] = counts.get(key, 0) + 1
         return counts
+
+    async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
+        return await _sync_index(self._store, tenant_id)
+
+    async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
+        return await _mark_deleted(self._store, tenant_id, ticket_ids, at)
 
     async def apply_state_changes(
         self, tenant_id: str, changes: Sequence[TicketStateChange]
@@ -272,25 +259,10 @@ def decode_continuation(token: str, tenant_id: str) -> dict[str, str]:
     return {"PartitionKey": data["pk"], "RowKey": data["rk"]}
 
 
-# --- Sync support (issue 7, added by the sync work; append-only section) ------------------------------
-
-
-@dataclass(frozen=True)
-class TicketSyncEntry:
-    """What the sync needs to know about one of our tickets (a few columns, not the whole row)."""
-
-    ticket_id: str
-    type: str
-    sys_id: str
-    state: str
-    created_at: datetime | None
-    deleted: bool
-
-
 _SYNC_COLUMNS = ["RowKey", "Type", "SysId", "State", "CreatedAt", "DeletedInServicenowAt"]
 
 
-async def ticket_sync_index(store: TableStore, tenant_id: str) -> dict[str, TicketSyncEntry]:
+async def _sync_index(store: TableStore, tenant_id: str) -> dict[str, TicketSyncEntry]:
     """Every ticket of the tenant by id, reading only the columns the sync compares.
 
     One partition query: a page per 1,000 rows is one storage transaction, whatever the row size.
@@ -316,9 +288,7 @@ async def ticket_sync_index(store: TableStore, tenant_id: str) -> dict[str, Tick
     return index
 
 
-async def mark_tickets_deleted(
-    store: TableStore, tenant_id: str, ticket_ids: Sequence[str], at: datetime
-) -> int:
+async def _mark_deleted(store: TableStore, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
     """Flag tickets whose record is gone from ServiceNow, up to 100 rows per transaction (merge)."""
     table = await store.table(TICKETS)
     entities = [
@@ -332,13 +302,3 @@ async def mark_tickets_deleted(
         with storage_errors(f"update {TICKETS}"):
             await table.submit_transaction(operations)
     return len(entities)
-
-
-class TicketSyncRepository(TicketRepository):
-    """The ticket repository plus the sync's reads and deletion marks (issue 7)."""
-
-    async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
-        return await ticket_sync_index(self._store, tenant_id)
-
-    async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
-        return await mark_tickets_deleted(self._store, tenant_id, ticket_ids, at)

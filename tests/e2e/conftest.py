@@ -29,7 +29,6 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from localdev.keyvault import KeyVaultHandle
 from localdev.servicenow import RunningSimulator, start_simulator
 from localdev.tls import LocalTls
 from shared.bootstrap import Container, set_container
+from shared.clock import Clock
 from shared.identity import PRINCIPAL_HEADER, Role, encode_principal
 from shared.services.provisioning import ProvisioningService
 from shared.settings import get_settings
@@ -180,7 +180,7 @@ class Stack:
 
     # --- the app's composition ----------------------------------------------------------------
 
-    def override_provisioning(self, *, clock: Callable[[], datetime] | None = None, **config: Any) -> None:
+    def override_provisioning(self, *, clock: Clock | None = None, **config: Any) -> None:
         """Serve the next requests with a ProvisioningService built from the container's real
         adapters, with a changed config (e.g. `local_dev=False`) and/or clock."""
         current = self.container.provisioning

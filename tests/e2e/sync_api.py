@@ -37,7 +37,7 @@ def use_sync(stack: Stack, **config: Any) -> SyncService:
     )
     service = SyncService(
         connections=container.connections,
-        tickets=container.ticket_sync,
+        tickets=container.tickets,
         tokens=container.access_tokens,
         records=tables,
         queue=container.sync_queue,

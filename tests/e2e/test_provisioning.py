@@ -11,6 +11,7 @@ import pytest
 from shared.stores.secrets import client_secret_name, tokens_name
 from tests.e2e import api
 from tests.e2e.conftest import Stack
+from tests.fakes.clock import FakeClock
 
 pytestmark = pytest.mark.e2e
 
@@ -149,7 +150,7 @@ async def test_expired_state_through_the_service_clock(stack: Stack) -> None:
     tenant = stack.new_tenant()
     authorize_url = (await api.configure(stack, tenant, stack.simulator)).json()["authorizeUrl"]
     callback_url = await api.consent(stack, authorize_url)
-    stack.override_provisioning(clock=lambda: datetime.now(UTC) + timedelta(minutes=10, seconds=1))
+    stack.override_provisioning(clock=FakeClock(datetime.now(UTC) + timedelta(minutes=10, seconds=1)))
     location = await api.callback(stack, callback_url)
     assert api.query_of(location) == {"servicenow": "error", "reason": "expired_state"}
 

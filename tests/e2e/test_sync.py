@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.identity import Role
-from shared.models import OAuthState, TokenSet
+from shared.records import OAuthState, TokenSet
 from shared.stores.secrets import tokens_name
 from tests.e2e import api, sync_api
 from tests.e2e.conftest import Stack

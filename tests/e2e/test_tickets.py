@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared.models import CreateTicket, IdempotencyRecord
+from shared.models import CreateTicket
+from shared.records import IdempotencyRecord, new_ticket_id
 from shared.services.ticketing import TicketingPolicy, idempotency_key_hash, request_fingerprint
-from shared.stores.tickets import new_ticket_id
 from tests.e2e import api
 from tests.e2e.conftest import Stack
 from tests.e2e.tickets_api import (

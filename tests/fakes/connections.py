@@ -11,9 +11,10 @@ import itertools
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from shared.models import Connection, ConnectionStatus, OAuthState
+from shared.errors import PreconditionFailed
+from shared.models import ConnectionStatus
+from shared.records import Connection, OAuthState
 from shared.stores.connections import ConnectionRepository, OAuthStateRepository
-from shared.stores.tables import PreconditionFailed
 
 _etags = (f'W/"{n}"' for n in itertools.count(1))
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from shared.errors import ConnectionNotReady, UpstreamError
-from shared.models import TokenSet
 from shared.observability import register_secret
+from shared.ports import SecretStore
+from shared.records import AppKey, TokenSet
 from shared.stores.secrets import (
-    AppKey,
-    SecretStore,
     app_key_name,
     client_secret_name,
     new_app_key,

@@ -1,6 +1,6 @@
 """A tiny ServiceNow OAuth endpoint for unit tests, served through `httpx.MockTransport`.
 
-Just enough of the token and revoke endpoints for the real `ServiceNowOAuth` client: codes are
+Just enough of the token and revoke endpoints for the real `ServiceNowOAuthClient` client: codes are
 issued by the test (`issue_code`, as if the admin clicked Allow), bound to the client and the PKCE
 challenge, and single use; failures answer 401 server_error/access_denied like the real instance.
 Set `status` to make the token endpoint answer something else (e.g. 503).

@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.errors import NotFound, UpstreamRejected, UpstreamUnavailable
-from shared.models import Connection, IdempotencyRecord, ImprovementAction, Ticket, TicketType
+from shared.errors import NotFound, PreconditionFailed, UpstreamRejected, UpstreamUnavailable
+from shared.models import ImprovementAction, TicketType
+from shared.records import Connection, IdempotencyRecord, Ticket
 from shared.services.ticketing import IdempotencyClaims, ServiceNowRecords, Tickets
-from shared.stores.tables import PreconditionFailed
 
 _etags = (f'W/"t{n}"' for n in itertools.count(1))
 _MATRIX = {(i, u): min(5, i + u - 1) for i in (1, 2, 3) for u in (1, 2, 3)}  # ServiceNow's default

@@ -20,11 +20,12 @@ from pydantic import SecretStr
 from localdev.azurite import AzuriteEndpoints
 from localdev.servicenow import RunningSimulator, start_simulator
 from shared.errors import ConnectionNotReady, ReauthorizationRequired, UpstreamRejected, UpstreamUnavailable
-from shared.models import Connection, ConnectionStatus, TokenSet
-from shared.servicenow.oauth import ServiceNowOAuth, authorize_url
+from shared.models import ConnectionStatus
+from shared.records import Connection, TokenSet
+from shared.servicenow.oauth import ServiceNowOAuthClient, authorize_url
 from shared.servicenow.table_api import ServiceNowTables
-from shared.servicenow.tokens import AccessTokens
 from shared.servicenow.transport import RetryPolicy, new_http_client
+from shared.services.access_tokens import AccessTokens
 from shared.stores.connections import ConnectionRepository
 from shared.stores.tables import TableStore
 from tests.fakes.secrets import InMemorySecretStore
@@ -56,7 +57,7 @@ class Client:
     connections: ConnectionRepository
     tokens: AccessTokens
     tables: ServiceNowTables
-    oauth: ServiceNowOAuth
+    oauth: ServiceNowOAuthClient
 
     async def stats(self) -> dict[str, int]:
         counts: dict[str, int] = (await self.control.get("/__sim/stats")).json()["requests"]
@@ -79,7 +80,7 @@ async def client(azurite: AzuriteEndpoints) -> AsyncIterator[Client]:
     try:
         secrets = CountingSecrets()
         connections = ConnectionRepository(store)
-        oauth = ServiceNowOAuth(http, retry=FAST)
+        oauth = ServiceNowOAuthClient(http, retry=FAST)
         tenant = str(uuid.uuid4())
         connection = await connections.put(
             Connection(
@@ -99,7 +100,7 @@ async def client(azurite: AzuriteEndpoints) -> AsyncIterator[Client]:
         await simulator.aclose()
 
 
-async def _authorize(control: httpx.AsyncClient, oauth: ServiceNowOAuth, instance_url: str) -> TokenSet:
+async def _authorize(control: httpx.AsyncClient, oauth: ServiceNowOAuthClient, instance_url: str) -> TokenSet:
     verifier = "v" * 64
     url = authorize_url(
         instance_url, client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, state="s1", verifier=verifier

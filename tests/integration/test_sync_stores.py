@@ -22,7 +22,8 @@ from localdev.queues import decode_body
 from localdev.servicenow import RunningSimulator, start_simulator
 from localdev.servicenow.oauth import DEFAULT_CLIENTS
 from shared.errors import UpstreamRejected
-from shared.models import Connection, ConnectionStatus, OAuthState, SyncRequest, Ticket
+from shared.models import ConnectionStatus, SyncRequest
+from shared.records import Connection, OAuthState, Ticket, TicketStateChange, new_ticket_id
 from shared.servicenow.table_api import ServiceNowTables
 from shared.servicenow.transport import RetryPolicy, new_http_client
 from shared.services.syncing import FIELDS
@@ -30,7 +31,7 @@ from shared.services.ticket_mapping import CORRELATION_DISPLAY
 from shared.stores.connections import ConnectionRepository, OAuthStateRepository
 from shared.stores.queues import StorageQueue
 from shared.stores.tables import TableStore
-from shared.stores.tickets import TicketStateChange, TicketSyncRepository, new_ticket_id
+from shared.stores.tickets import TicketRepository
 
 pytestmark = pytest.mark.integration
 
@@ -85,12 +86,12 @@ async def test_a_delayed_message_stays_invisible_until_its_delay_ends(azurite: A
 
 
 @pytest.fixture
-async def tickets(azurite: AzuriteEndpoints) -> AsyncIterator[tuple[TicketSyncRepository, CountRequests]]:
+async def tickets(azurite: AzuriteEndpoints) -> AsyncIterator[tuple[TicketRepository, CountRequests]]:
     counter = CountRequests()
     service = TableServiceClient.from_connection_string(azurite.connection_string, transport=counter)
     store = TableStore(service, table_prefix=f"s{uuid.uuid4().hex[:8]}")
     try:
-        yield TicketSyncRepository(store), counter
+        yield TicketRepository(store), counter
     finally:
         await store.aclose()
 
@@ -121,7 +122,7 @@ def _ticket(tenant_id: str, n: int, ticket_type: str) -> Ticket:
 
 
 async def test_state_changes_go_in_transactions_of_at_most_100_and_deletions_are_flagged(
-    tickets: tuple[TicketSyncRepository, CountRequests],
+    tickets: tuple[TicketRepository, CountRequests],
 ) -> None:
     repository, counter = tickets
     tenant = str(uuid.uuid4())

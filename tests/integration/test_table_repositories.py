@@ -11,9 +11,11 @@ import pytest
 from azure.data.tables.aio import TableServiceClient
 
 from localdev.azurite import AzuriteEndpoints
-from shared.models import Connection, ConnectionStatus, OAuthState
+from shared.errors import PreconditionFailed
+from shared.models import ConnectionStatus
+from shared.records import Connection, OAuthState
 from shared.stores.connections import ConnectionRepository, OAuthStateRepository
-from shared.stores.tables import PreconditionFailed, TableStore
+from shared.stores.tables import TableStore
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

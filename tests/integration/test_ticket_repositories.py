@@ -11,15 +11,11 @@ import pytest
 from azure.data.tables.aio import TableServiceClient
 
 from localdev.azurite import AzuriteEndpoints
-from shared.errors import BadRequest
-from shared.models import IdempotencyRecord, Ticket, TicketType
-from shared.stores.tables import PreconditionFailed, TableStore
-from shared.stores.tickets import (
-    IdempotencyRepository,
-    TicketRepository,
-    TicketStateChange,
-    new_ticket_id,
-)
+from shared.errors import BadRequest, PreconditionFailed
+from shared.models import TicketType
+from shared.records import IdempotencyRecord, Ticket, TicketStateChange, new_ticket_id
+from shared.stores.tables import TableStore
+from shared.stores.tickets import IdempotencyRepository, TicketRepository
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

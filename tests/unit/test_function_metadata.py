@@ -17,7 +17,7 @@ import pytest
 import function_app
 from localdev.functions_index import functions_of, resolve_setting
 from localdev.local_settings import REPO_ROOT, read_values
-from localdev.ncrontab import Schedule
+from localdev.schedules import Schedule
 
 FUNCTIONS = functions_of(function_app.app)
 SAMPLE_SETTINGS = read_values(REPO_ROOT / "local.settings.sample.json")

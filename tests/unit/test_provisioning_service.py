@@ -14,9 +14,10 @@ from pydantic import SecretStr
 from shared.errors import BadRequest, ConnectionNotReady
 from shared.identity import Caller, Role
 from shared.models import CallbackParams, ConfigureConnection, ConnectionStatus, StateNamesUpdate
-from shared.servicenow.oauth import ServiceNowOAuth
+from shared.servicenow.oauth import ServiceNowOAuthClient
 from shared.services.provisioning import ProvisioningConfig, ProvisioningService
 from shared.stores.secrets import client_secret_name, tokens_name
+from tests.fakes.clock import FakeClock
 from tests.fakes.connections import InMemoryConnectionRepository, InMemoryOAuthStateRepository
 from tests.fakes.secrets import InMemorySecretStore
 from tests.fakes.servicenow import FakeServiceNow
@@ -29,16 +30,6 @@ REDIRECT = "https://connector.example.test/api/oauth/callback"
 
 
 @dataclass
-class Clock:
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @dataclass
 class World:
     service: ProvisioningService
@@ -46,7 +37,7 @@ class World:
     states: InMemoryOAuthStateRepository
     secrets: InMemorySecretStore
     servicenow: FakeServiceNow
-    clock: Clock
+    clock: FakeClock
     http: httpx.AsyncClient
 
     def configure_request(
@@ -70,7 +61,7 @@ def make_service(
     states: InMemoryOAuthStateRepository,
     secrets: InMemorySecretStore,
     http: httpx.AsyncClient,
-    clock: Clock,
+    clock: FakeClock,
     *,
     local_dev: bool = False,
 ) -> ProvisioningService:
@@ -78,7 +69,7 @@ def make_service(
         connections=connections,
         states=states,
         secrets=secrets,
-        oauth=ServiceNowOAuth(http, clock=clock),
+        oauth=ServiceNowOAuthClient(http, clock=clock),
         config=ProvisioningConfig(
             redirect_uri=REDIRECT,
             portal_url=PORTAL,
@@ -91,7 +82,7 @@ def make_service(
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    servicenow, clock = FakeServiceNow(), Clock()
+    servicenow, clock = FakeServiceNow(), FakeClock(START)
     connections, states, secrets = (
         InMemoryConnectionRepository(),
         InMemoryOAuthStateRepository(),

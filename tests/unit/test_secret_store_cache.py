@@ -12,11 +12,11 @@ from azure.core.exceptions import ResourceNotFoundError
 from pydantic import SecretStr
 
 from shared.errors import BadRequest, UpstreamError
-from shared.models import TokenSet
 from shared.observability import redact
+from shared.ports import SecretStore
+from shared.records import TokenSet
 from shared.stores.secrets import (
     KeyVaultSecretStore,
-    SecretStore,
     TtlCache,
     client_secret_name,
     tokens_from_json,

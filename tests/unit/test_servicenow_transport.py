@@ -13,8 +13,9 @@ import pytest
 from pydantic import SecretStr
 
 from shared.errors import UpstreamRejected, UpstreamUnavailable
-from shared.models import Connection, ConnectionStatus
-from shared.servicenow.oauth import ServiceNowOAuth
+from shared.models import ConnectionStatus
+from shared.records import Connection
+from shared.servicenow.oauth import ServiceNowOAuthClient
 from shared.servicenow.table_api import ServiceNowTables
 from shared.servicenow.transport import RetryPolicy, retry_after_seconds, send_with_retries
 
@@ -105,7 +106,7 @@ async def test_revoke_never_raises_and_logs_no_token(
         raise failure
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
-        oauth = ServiceNowOAuth(http, retry=FAST)
+        oauth = ServiceNowOAuthClient(http, retry=FAST)
         with caplog.at_level(logging.WARNING):
             await oauth.revoke("https://contoso.service-now.com", SecretStr("SECRET-TOKEN"))
     assert "Could not revoke a ServiceNow token" in caplog.text

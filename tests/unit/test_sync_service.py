@@ -20,10 +20,17 @@ from shared.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from shared.models import Connection, ConnectionStatus, SyncRequest, TokenSet
+from shared.models import ConnectionStatus, SyncRequest
+from shared.records import (
+    Connection,
+    StateChangeResult,
+    TicketStateChange,
+    TicketSyncEntry,
+    TokenSet,
+    new_ticket_id,
+)
 from shared.services.syncing import SyncConfig, SyncService, request_bound
 from shared.services.ticket_mapping import CORRELATION_DISPLAY
-from shared.stores.tickets import StateChangeResult, TicketStateChange, TicketSyncEntry, new_ticket_id
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 TENANT = "11111111-1111-1111-1111-111111111111"

@@ -20,14 +20,8 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.identity import Caller, Role
-from shared.models import (
-    Connection,
-    ConnectionStatus,
-    CreateTicket,
-    IdempotencyRecord,
-    ImprovementAction,
-    TicketListQuery,
-)
+from shared.models import ConnectionStatus, CreateTicket, ImprovementAction, TicketListQuery
+from shared.records import Connection, IdempotencyRecord, new_ticket_id
 from shared.services import ticket_mapping
 from shared.services.ticketing import (
     CreateResult,
@@ -36,7 +30,6 @@ from shared.services.ticketing import (
     idempotency_key_hash,
     request_fingerprint,
 )
-from shared.stores.tickets import new_ticket_id
 from tests.fakes.connections import InMemoryConnectionRepository
 from tests.fakes.tickets import FakeActions, FakeServiceNow, InMemoryClaims, InMemoryTickets
 

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from localdev.keyvault import KeyVaultHandle
 from shared.errors import UpstreamUnavailable
-from shared.models import TokenSet
+from shared.records import TokenSet
 from shared.settings import Settings
 from shared.stores.secrets import KeyVaultSecretStore
 

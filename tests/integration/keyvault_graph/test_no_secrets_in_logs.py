@@ -15,7 +15,7 @@ from localdev.keyvault import KeyVaultHandle
 from shared import observability
 from shared.errors import AppError
 from shared.graph import GraphClient
-from shared.models import TokenSet
+from shared.records import TokenSet
 from shared.settings import Settings
 from shared.stores.secrets import KeyVaultSecretStore
 from tests.conftest import GRAPH_CLIENT_SECRET

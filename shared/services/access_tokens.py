@@ -1,5 +1,9 @@
 """Each tenant's ServiceNow access token: from memory while it is valid, else Key Vault, else a refresh.
 
+Tokens are cached per grant (`Connection.grant`: tenant, instance, client and the time of the
+authorization), so a warm worker never sends the token of a removed, re-pointed or re-authorized
+connection: the next read of the row names another grant, and the cache misses.
+
 Creating a ticket must not read Key Vault when a valid token is in memory, and twenty requests that
 all find the token expired (or all get a 401) must cause one refresh, not twenty: refreshes are
 single-flight per tenant. A dead grant flips the connection to `reauthorization_required`, so
@@ -10,16 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from pydantic import SecretStr
 
+from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import ConnectionNotReady, GrantRevoked, ReauthorizationRequired
-from shared.models import Connection, ConnectionStatus, TokenSet
-from shared.servicenow.oauth import ServiceNowOAuth
-from shared.stores.connections import ConnectionRepository
-from shared.stores.secrets import SecretStore
+from shared.models import ConnectionStatus
+from shared.ports import ConnectionStore, SecretStore, ServiceNowOAuth
+from shared.records import Connection, GrantKey, TokenSet
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +36,8 @@ class AccessTokens:
         *,
         secrets: SecretStore,
         oauth: ServiceNowOAuth,
-        connections: ConnectionRepository,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        connections: ConnectionStore,
+        clock: Clock = SYSTEM_CLOCK,
         margin: timedelta = EXPIRY_MARGIN,
     ) -> None:
         self._secrets = secrets
@@ -42,8 +45,6 @@ class AccessTokens:
         self._connections = connections
         self._clock = clock
         self._margin = margin
-        # Keyed by the grant, not just the tenant: after an admin points the tenant at another
-        # instance or client, a warm worker must not send the old instance's token to the new one.
         self._cache: dict[GrantKey, TokenSet] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -55,7 +56,7 @@ class AccessTokens:
             ReauthorizationRequired: the refresh token is dead; an admin must re-authorize.
             UpstreamUnavailable: Key Vault or ServiceNow did not answer.
         """
-        cached = self._cache.get(_grant(connection))
+        cached = self._cache.get(connection.grant)
         if cached is not None and self._usable(cached, self._margin):
             return cached.access_token
         async with self._lock(connection.tenant_id):
@@ -80,14 +81,14 @@ class AccessTokens:
     async def _current(
         self, connection: Connection, *, minimum: timedelta, rejected: SecretStr | None
     ) -> TokenSet:
-        cached = self._cache.get(_grant(connection))
+        cached = self._cache.get(connection.grant)
         if cached is not None and self._good(cached, minimum, rejected):
             return cached  # another request refreshed while this one waited for the lock
         stored = await self._secrets.get_tokens(connection.tenant_id, fresh=True)
         if stored is None:
             raise ConnectionNotReady("ServiceNow has not been authorized for this tenant yet.")
         if self._good(stored, minimum, rejected):
-            self._cache[_grant(connection)] = stored  # another instance refreshed, or a cold start
+            self._cache[connection.grant] = stored  # another instance refreshed, or a cold start
             return stored
         return await self._refresh(connection, stored)
 
@@ -110,19 +111,19 @@ class AccessTokens:
             await self._mark_reauthorization_required(connection, exc.message)
             raise ReauthorizationRequired() from exc
         current = await self._connections.get(connection.tenant_id)
-        if current is None or _grant(current) != _grant(connection):
+        if current is None or current.grant != connection.grant:
             # Removed or pointed elsewhere while we refreshed: these tokens belong to nobody now.
             raise ConnectionNotReady("The ServiceNow connection changed while its token was refreshed.")
         # Never resurrect secrets that a concurrent DELETE /api/provisioning soft-deleted.
         await self._secrets.set_tokens(connection.tenant_id, refreshed, restore_deleted=False)
-        self._cache[_grant(connection)] = refreshed
+        self._cache[connection.grant] = refreshed
         expiry = {
             "access_token_expires_at": refreshed.access_token_expires_at,
             "refresh_token_expires_at": refreshed.refresh_token_expires_at,
-            "updated_at": self._clock(),
+            "updated_at": self._clock.now(),
         }
         await self._connections.update(
-            connection.tenant_id, lambda row: expiry if _grant(row) == _grant(connection) else {}
+            connection.tenant_id, lambda row: expiry if row.grant == connection.grant else {}
         )
         logger.info(
             "Refreshed the ServiceNow access token (valid until %s)", refreshed.access_token_expires_at
@@ -134,7 +135,7 @@ class AccessTokens:
         broken = {
             "status": ConnectionStatus.REAUTHORIZATION_REQUIRED,
             "last_error": f"{reason} An admin must re-authorize the connection.",
-            "updated_at": self._clock(),
+            "updated_at": self._clock.now(),
         }
 
         def mark(row: Connection) -> dict[str, object]:
@@ -144,17 +145,10 @@ class AccessTokens:
         await self._connections.update(connection.tenant_id, mark)
 
     def _usable(self, tokens: TokenSet, minimum: timedelta) -> bool:
-        return tokens.access_token_expires_at - minimum > self._clock()
+        return tokens.access_token_expires_at - minimum > self._clock.now()
 
     def _lock(self, tenant_id: str) -> asyncio.Lock:
         return self._locks.setdefault(tenant_id, asyncio.Lock())
-
-
-GrantKey = tuple[str, str, str]
-
-
-def _grant(connection: Connection) -> GrantKey:
-    return (connection.tenant_id, connection.instance_url, connection.client_id)
 
 
 def _same(token: SecretStr, other: SecretStr | None) -> bool:

@@ -1,0 +1,236 @@
+"""What we store: table rows (PascalCase properties) and the Key Vault token set, and the small
+value types the services and the stores exchange about them (ticket ids, sync entries).
+
+No secret value is ever a field of a table row: the client secret and tokens live in Key Vault.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_serializer
+from pydantic.alias_generators import to_pascal
+
+from shared.models import (
+    ConnectionStatus,
+    RecommendationCategory,
+    RecommendationSource,
+    StateNames,
+    TicketType,
+)
+
+IdempotencyStatus = Literal["in_progress", "completed"]
+GrantKey = tuple[str, str, str, datetime | None]  # tenant, instance URL, client id, authorized at
+
+
+# --- Key Vault ----------------------------------------------------------------------------
+
+
+class TokenSet(BaseModel):
+    """A tenant's ServiceNow OAuth tokens, as kept in Key Vault (never in tables or logs).
+
+    The tokens are `SecretStr` so that a stray `repr`, f-string or log line shows `**********`;
+    call `.get_secret_value()` only where the value goes on the wire.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    access_token: SecretStr
+    refresh_token: SecretStr
+    access_token_expires_at: AwareDatetime
+    refresh_token_expires_at: AwareDatetime
+
+
+class StoredRecord(BaseModel):
+    """A table row. Property names are PascalCase, as Table Storage tooling shows them."""
+
+    model_config = ConfigDict(alias_generator=to_pascal, populate_by_name=True, extra="ignore")
+
+    etag: str | None = Field(default=None, exclude=True)
+
+
+class Connection(StoredRecord):
+    """A tenant's ServiceNow connection (`connections` table, PK tenant id, RK `servicenow`).
+
+    No secret values: the client secret and tokens live in Key Vault.
+    """
+
+    tenant_id: str
+    instance: str
+    instance_url: str
+    client_id: str
+    status: ConnectionStatus
+    connected_by: str | None = None
+    connected_by_name: str | None = None
+    connected_at: AwareDatetime | None = None
+    access_token_expires_at: AwareDatetime | None = None
+    refresh_token_expires_at: AwareDatetime | None = None
+    last_sync_at: AwareDatetime | None = None
+    last_error: str | None = None
+    # The OAuth state of the latest authorize URL: only that one may complete (an older URL, e.g.
+    # one a re-authorize replaced, is refused). None once connected.
+    pending_state_id: str | None = None
+    state_names: StateNames = Field(default_factory=dict)
+    # The instance's own state labels (its `sys_choice` rows), refreshed by the daily reconciliation.
+    instance_state_labels: StateNames = Field(default_factory=dict)
+    watermarks: dict[str, str] = Field(default_factory=dict)
+    # Sync bookkeeping: until when one worker owns this tenant's sync (so two messages for
+    # the same tenant never pull and write at once), and when every ticket was last reconciled.
+    sync_lease_until: AwareDatetime | None = None
+    last_reconciled_at: AwareDatetime | None = None
+    # When the last successful sync started (before it queried ServiceNow): a sync request made
+    # before then is covered by that run. `last_sync_at` is when it ended.
+    last_sync_started_at: AwareDatetime | None = None
+    # ServiceNow asked us (Retry-After) to stay away until then: the timer does not queue the tenant
+    # and the worker drops its messages until that time.
+    sync_not_before: AwareDatetime | None = None
+    updated_at: AwareDatetime
+
+    @property
+    def grant(self) -> GrantKey:
+        """Which authorization this row speaks for: another instance, client or a re-authorization
+        (a new `connected_at`) is another grant, whose tokens are not this one's."""
+        return (self.tenant_id, self.instance_url, self.client_id, self.connected_at)
+
+    def is_same_live_grant(self, other: Connection) -> bool:
+        """Still connected through the grant `other` was read with: no re-authorization,
+        reconfiguration or dead grant recorded since (a write based on `other` is then stale)."""
+        return self.status == ConnectionStatus.CONNECTED and self.grant == other.grant
+
+
+class OAuthState(StoredRecord):
+    """One authorization attempt (`oauthstates` table, PK state id, RK `state`). Used once.
+
+    The PKCE verifier is not stored: it is derived from the state id with a key kept in Key Vault.
+    """
+
+    state_id: str
+    key_version: str | None = None  # the app key version the PKCE verifier is derived with
+    tenant_id: str
+    user_id: str
+    user_name: str
+    instance_url: str
+    client_id: str
+    created_at: AwareDatetime
+    expires_at: AwareDatetime
+    consumed_at: AwareDatetime | None = None
+
+
+class Ticket(StoredRecord):
+    """A ticket we created (`tickets` table, PK tenant id, RK ticket id: newest first).
+
+    `instance_url` is the instance the record lives in, so its link stays right after the tenant
+    connects another instance. `state` is ServiceNow's code; the sync moves it.
+    """
+
+    tenant_id: str
+    ticket_id: str
+    type: TicketType
+    sys_id: str
+    number: str
+    instance_url: str
+    name: str
+    description: str
+    priority: int
+    due_date: date
+    recommendation_source: RecommendationSource
+    recommendation_category: RecommendationCategory
+    improvement_action_id: str | None = None
+    created_by: str
+    created_by_name: str
+    created_at: AwareDatetime
+    state: str
+    state_updated_at: AwareDatetime
+    servicenow_updated_on: str | None = None
+
+    @field_serializer("due_date")
+    def _due_date_as_text(self, value: date) -> str:
+        return value.isoformat()  # Table Storage has no date type (only date-times)
+
+    # Set by the sync when the record no longer exists in ServiceNow: `state` then keeps
+    # the last state seen, and the portal shows the ticket as deleted rather than as that state.
+    deleted_in_servicenow_at: AwareDatetime | None = None
+
+
+class IdempotencyRecord(StoredRecord):
+    """A claimed Idempotency-Key (`idempotency` table, PK tenant id, RK sha256 hex of the key).
+
+    The ticket id is chosen before ServiceNow is called, so whoever finishes an interrupted create
+    can find the record by `correlation_id`. `lease_until` says until when the current attempt
+    owns the create; None or past means whoever holds the same request may take it over.
+    `posted_at` is when the latest create that ServiceNow may have carried out was sent: written
+    (with the lease) immediately before every POST, put back when ServiceNow certainly did not
+    process that one. Until it is older than the settle window no new create is sent, and a
+    claim that has one is never released (its record may exist).
+    """
+
+    tenant_id: str
+    key_hash: str
+    fingerprint: str
+    ticket_id: str
+    status: IdempotencyStatus
+    created_by: str
+    created_by_name: str
+    created_at: AwareDatetime
+    lease_until: AwareDatetime | None = None
+    posted_at: AwareDatetime | None = None
+    completed_at: AwareDatetime | None = None
+
+
+@dataclass(frozen=True)
+class AppKey:
+    """An app-wide random key kept in Key Vault (not a tenant's), at one version."""
+
+    version: str
+    value: SecretStr
+
+
+# --- Ticket ids -------------------------------------------------------------------------------------
+
+_MAX_MS = 10**13 - 1  # inverted timestamps stay 13 digits until the year 2286
+TICKET_ID = re.compile(r"^[0-9]{13}[0-9a-f]{8}$")
+
+
+def new_ticket_id(now: datetime | None = None) -> str:
+    """A ticket id that sorts before every earlier one: 13-digit inverted epoch ms + 8 hex.
+
+    21 characters, fits ServiceNow's 100-character `correlation_id`, safe in a URL and a RowKey.
+    """
+    millis = int((now.timestamp() if now is not None else time.time()) * 1000)
+    return f"{_MAX_MS - millis:013d}{secrets.token_hex(4)}"
+
+
+# --- What the sync reads and writes -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TicketSyncEntry:
+    """What the sync needs to know about one of our tickets (a few columns, not the whole row)."""
+
+    ticket_id: str
+    type: str
+    sys_id: str
+    state: str
+    created_at: datetime | None
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class TicketStateChange:
+    """A ticket's new ServiceNow state, as the sync observed it."""
+
+    ticket_id: str
+    state: str
+    state_updated_at: datetime
+    servicenow_updated_on: str | None = None  # ServiceNow's sys_updated_on, kept for the watermark
+
+
+@dataclass(frozen=True)
+class StateChangeResult:
+    applied: int
+    missing: tuple[str, ...]  # ticket ids with no row (never created here, or another tenant's)
