@@ -5,7 +5,7 @@ instance). For every tenant: 500 incidents and 500 change requests are seeded in
 (bulk, through the simulator's seeding), our 1,000 ticket rows are written to Azurite in
 transactions of 100, and the connection gets a token set (the real OAuth flow) and watermarks as
 a previous run would have left them. Then 10% of each tenant's records change in ServiceNow and
-the production SyncService (real adapters: Table API client, AccessTokens, repositories) syncs
+the production sync worker (real adapters: Table API client, AccessTokens, repositories) syncs
 every tenant at once.
 
 Printed: ServiceNow requests per tenant against the bound `tables + ceil(changed / 1000)` (a
@@ -37,13 +37,12 @@ from localdev.azurite import Azurite
 from localdev.servicenow import RunningSimulator, start_simulator
 from localdev.servicenow.clock import format_glide
 from shared.models import ConnectionStatus, SyncRequest, TicketType
-from shared.records import Connection, Ticket, new_ticket_id
+from shared.records import CORRELATION_DISPLAY, Connection, Ticket, new_ticket_id
 from shared.servicenow.oauth import ServiceNowOAuthClient, authorize_url
 from shared.servicenow.table_api import ServiceNowTables
 from shared.servicenow.transport import new_http_client
 from shared.services.access_tokens import AccessTokens
-from shared.services.syncing import SyncService, request_bound
-from shared.services.ticket_mapping import CORRELATION_DISPLAY
+from shared.services.sync_run import TenantSync
 from shared.stores.connections import ConnectionRepository
 from shared.stores.queues import StorageQueue
 from shared.stores.tables import TableStore, to_entity
@@ -54,6 +53,11 @@ from tests.fakes.secrets import InMemorySecretStore
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-client-secret-0123456789"
 REDIRECT_URI = "https://connector.example/api/oauth/callback"
 MAX_TENANTS, MAX_TICKETS = 50, 1000
+
+
+def request_bound(tables: int, changed: int, page_size: int = 1000) -> int:
+    """The most ServiceNow requests a normal (not reconciling) sync may make."""
+    return tables + math.ceil(changed / page_size)
 
 
 class CountingTransport(AioHttpTransport):  # type: ignore[misc]
@@ -160,7 +164,7 @@ async def run(tenants: int, tickets: int, changed_share: float) -> int:
         oauth = ServiceNowOAuthClient(http)
         repository = TicketRepository(store)
         access_tokens = AccessTokens(secrets=secrets_store, oauth=oauth, connections=connections)
-        service = SyncService(
+        service = TenantSync(
             connections=connections,
             tickets=repository,
             tokens=access_tokens,

@@ -29,7 +29,7 @@ async def tickets_create(req: func.HttpRequest, caller: Caller) -> func.HttpResp
 @endpoint(Role.READ)
 async def tickets_list(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     query = validate(TicketListQuery, dict(req.params))
-    return json_response(await get_container().ticketing.list(caller.tenant_id, query))
+    return json_response(await get_container().ticketing.page(caller.tenant_id, query))
 
 
 @bp.function_name("tickets_summary")
@@ -43,4 +43,4 @@ async def tickets_summary(req: func.HttpRequest, caller: Caller) -> func.HttpRes
 @bp.route(route="tickets/{id}", methods=["GET"])
 @endpoint(Role.READ)
 async def tickets_get(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
-    return json_response(await get_container().ticketing.get(caller.tenant_id, req.route_params["id"]))
+    return json_response(await get_container().ticketing.ticket(caller.tenant_id, req.route_params["id"]))

@@ -21,6 +21,7 @@ from localdev.azurite import Azurite
 from localdev.host import HostConfig, LocalHost
 from shared import observability
 from shared.bootstrap import get_container
+from shared.settings import settings_problems
 
 logger = logging.getLogger("localdev.run")
 
@@ -109,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     explicit = set(os.environ)
     path = local_settings.load()
     logger.info("Settings from %s (environment variables override it)", path.name)
+    problems = settings_problems()
+    if problems:
+        for problem in problems:
+            print(f"Misconfigured setting {problem}", file=sys.stderr, flush=True)
+        return 2
     asyncio.run(serve(args.app, with_dependencies=not args.host_only, explicit=explicit))
     return 0
 

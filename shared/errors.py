@@ -2,9 +2,12 @@
 
     AppError                          500 internal_error
     ├── BadRequest                    400 validation_error   (fields: what failed)
-    │   └── PayloadTooLarge           413 payload_too_large
+    │   ├── PayloadTooLarge           413 payload_too_large
+    │   └── UnsupportedMediaType      415 unsupported_media_type (a body that is not application/json)
     ├── Unauthenticated               401 unauthenticated
     ├── Forbidden                     403 forbidden
+    │   └── ForbiddenOrigin           403 forbidden_origin (a state-changing request from a browser
+    │                                               page of an origin that is not allowed)
     ├── NotFound                      404 not_found
     ├── Conflict                      409 conflict
     │   ├── ConnectionNotReady        409 connection_not_ready
@@ -16,6 +19,8 @@
     ├── AuthorizationNotCompleted     400 authorization_not_completed (the OAuth callback's reason for
     │                                               the portal redirect; never an HTTP body)
     ├── DependencyNotConfigured       503 dependency_not_configured (a setting it needs is missing)
+    ├── Misconfigured                 503 misconfigured (the app's settings fail validation;
+    │                                                   carries problems: names and rules, no values)
     └── UpstreamError                 502 upstream_error      (a dependency answered, but wrongly)
         ├── UpstreamRejected          502 upstream_rejected   (ServiceNow refused the record)
         ├── UpstreamUnavailable       503 upstream_unavailable (down, timing out or rate limited;
@@ -61,6 +66,11 @@ class PayloadTooLarge(BadRequest):
     default_message = "The request body is too large."
 
 
+class UnsupportedMediaType(BadRequest):
+    code = "unsupported_media_type"
+    default_message = "The request body must be JSON, sent with Content-Type: application/json."
+
+
 class Unauthenticated(AppError):
     code = "unauthenticated"
     default_message = "Sign in first: the request carries no authenticated principal."
@@ -69,6 +79,14 @@ class Unauthenticated(AppError):
 class Forbidden(AppError):
     code = "forbidden"
     default_message = "You do not have the role this operation needs."
+
+
+class ForbiddenOrigin(Forbidden):
+    code = "forbidden_origin"
+    default_message = (
+        "This request came from a web page of another site (its Origin header is not allowed), "
+        "so it was refused. Use the portal, or ask an operator to add the origin to CORS_ALLOWED_ORIGINS."
+    )
 
 
 class NotFound(AppError):
@@ -120,6 +138,14 @@ class AuthorizationNotCompleted(AppError):
 class DependencyNotConfigured(AppError):
     code = "dependency_not_configured"
     default_message = "A service this operation needs is not configured."
+
+
+class Misconfigured(AppError):
+    code = "misconfigured"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("The app is misconfigured: " + "; ".join(problems) + ". An operator must fix it.")
+        self.problems = problems
 
 
 class IdempotencyKeyReused(AppError):
@@ -180,6 +206,7 @@ HTTP_STATUS: dict[type[AppError], int] = {
     AppError: 500,
     BadRequest: 400,
     PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,
@@ -187,6 +214,7 @@ HTTP_STATUS: dict[type[AppError], int] = {
     IdempotencyKeyReused: 422,
     AuthorizationNotCompleted: 400,
     DependencyNotConfigured: 503,
+    Misconfigured: 503,
     UpstreamError: 502,
     UpstreamUnavailable: 503,
     GrantRevoked: 409,

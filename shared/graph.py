@@ -19,8 +19,6 @@ import re
 import ssl
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +27,7 @@ import msal
 import requests
 from pydantic import SecretStr, ValidationError
 
+from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import (
     AppError,
     BadRequest,
@@ -37,6 +36,7 @@ from shared.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from shared.http_retry import RetryPolicy, send_with_retries
 from shared.models import ImprovementAction, RecommendationCategory
 from shared.observability import register_secret
 from shared.settings import Settings
@@ -99,6 +99,8 @@ class GraphClient:
         Retries of 429/5xx and connection errors; exponential backoff from `backoff` seconds. A
         `Retry-After` longer than `max_retry_after` is not waited for: the caller gets
         `UpstreamUnavailable` carrying it, so an HTTP request does not hang.
+    clock:
+        Waits between retries go through it.
     """
 
     def __init__(
@@ -115,18 +117,24 @@ class GraphClient:
         max_retry_after: float = 10.0,
         timeout: float = 10.0,
         http: httpx.AsyncClient | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._client_id = client_id
         self._client_secret = client_secret
-        register_secret(client_secret.get_secret_value())
+        register_secret(client_secret.get_secret_value(), app_wide=True)
         self._authority_host = authority_host.rstrip("/")
         self._base_url = base_url.rstrip("/")
         self._local_dev = local_dev
         self._verify: str | bool = ca_bundle or True
         self._timeout = timeout
-        self._max_retries = max_retries
-        self._backoff = backoff
-        self._max_retry_after = max_retry_after
+        self._retry = RetryPolicy(
+            attempts=max_retries + 1,
+            backoff_s=backoff,
+            max_retry_after_s=max_retry_after,
+            statuses=_RETRYABLE,
+            unhinted_retry_after_s=30.0,
+        )
+        self._clock = clock
         self._apps: dict[str, Any] = {}
         self._app_locks: dict[str, asyncio.Lock] = {}
         self._http = http or httpx.AsyncClient(
@@ -198,47 +206,37 @@ class GraphClient:
 
     async def _get(self, tenant_id: str, url: str) -> dict[str, Any] | None:
         """GET a Graph URL as the tenant: the JSON body, or None for 404."""
-        token_refreshed = False
-        attempt = 0
-        while True:
-            token = await self._token(tenant_id)
-            headers = {"Authorization": f"Bearer {token}", "client-request-id": str(uuid.uuid4())}
-            try:
-                response = await self._http.get(url, headers=headers)
-            except httpx.TransportError as exc:
-                if attempt >= self._max_retries:
-                    raise UpstreamUnavailable("Microsoft Graph could not be reached.") from exc
-                await self._sleep(attempt, None)
-                attempt += 1
-                continue
-            status = response.status_code
-            if status == 401 and not token_refreshed:
-                # Graph rejected a token msal still considers valid (expired early, revoked, or
-                # signed before a key rollover): forget it and ask Entra for a new one, once.
-                logger.info("Graph rejected the cached token (%s); getting a new one", _graph_code(response))
-                await self._drop_token(tenant_id)
-                token_refreshed = True
-                continue
-            if status in _RETRYABLE:
-                retry_after = _retry_after(response)
-                if attempt >= self._max_retries or (retry_after or 0) > self._max_retry_after:
-                    raise UpstreamUnavailable(
-                        f"Microsoft Graph is throttling or unavailable (HTTP {status}).",
-                        retry_after=int(retry_after or 30),
-                    )
-                logger.warning("Graph answered %s (%s); retrying", status, _graph_code(response))
-                await self._sleep(attempt, retry_after)
-                attempt += 1
-                continue
-            if status == 404:
-                return None
-            if status >= 400:
-                raise _graph_error(response)
-            body: dict[str, Any] = response.json()
-            return body
+        response = await self._send(tenant_id, url)
+        if response.status_code == 401:
+            # Graph rejected a token msal still considers valid (expired early, revoked, or
+            # signed before a key rollover): forget it and ask Entra for a new one, once.
+            logger.info("Graph rejected the cached token (%s); getting a new one", _graph_code(response))
+            await self._drop_token(tenant_id)
+            response = await self._send(tenant_id, url)
+        status = response.status_code
+        if status == 404:
+            return None
+        if status >= 400:
+            raise _graph_error(response)
+        body: dict[str, Any] = response.json()
+        return body
 
-    async def _sleep(self, attempt: int, retry_after: float | None) -> None:
-        await asyncio.sleep(retry_after if retry_after is not None else self._backoff * 2**attempt)
+    async def _send(self, tenant_id: str, url: str) -> httpx.Response:
+        """One GET, retried on throttling, unavailability and transport failures."""
+
+        async def send() -> httpx.Response:
+            token = await self._token(tenant_id)  # msal's cache, or a new one after a drop
+            headers = {"Authorization": f"Bearer {token}", "client-request-id": str(uuid.uuid4())}
+            return await self._http.get(url, headers=headers)
+
+        return await send_with_retries(
+            send,
+            self._retry,
+            failures=(httpx.HTTPError,),
+            upstream="Microsoft Graph",
+            what="read Secure Score",
+            clock=self._clock,
+        )
 
     # --- tokens (msal) --------------------------------------------------------------------------
 
@@ -290,7 +288,7 @@ class GraphClient:
             raise UpstreamError("Microsoft Entra answered the token request unexpectedly.") from exc
         token = result.get("access_token")
         if isinstance(token, str):
-            register_secret(token)
+            register_secret(token, tenant_id=tenant_id)
             return token
         error = str(result.get("error", "unknown_error"))
         if error in {"invalid_client", "unauthorized_client"}:
@@ -365,17 +363,3 @@ def _graph_error(response: httpx.Response) -> AppError:
             f"SecurityEvents.Read.All ({code})."
         )
     return UpstreamError(f"Microsoft Graph answered HTTP {status} ({code}).")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    header = response.headers.get("Retry-After")
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(header) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None

@@ -20,9 +20,12 @@ from enum import StrEnum
 from typing import Any
 
 from shared.errors import Forbidden, Unauthenticated
+from shared.untrusted import decode_json
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
 SECURITY_ADMINISTRATOR_TEMPLATE_ID = "194ae4cb-b126-40b2-bd5b-6091b380977d"
+# Far above a real principal (its claims, groups included, come from a token of a few KB).
+MAX_PRINCIPAL_BYTES = 64 * 1024
 
 _TENANT_CLAIMS = ("http://schemas.microsoft.com/identity/claims/tenantid", "tid")
 _OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
@@ -107,8 +110,8 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def _decode(raw: str) -> dict[str, Any]:
     try:
         padded = raw.strip() + "=" * (-len(raw.strip()) % 4)
-        decoded = json.loads(base64.b64decode(padded, validate=False))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        decoded = decode_json(base64.b64decode(padded, validate=False), max_bytes=MAX_PRINCIPAL_BYTES)
+    except (binascii.Error, ValueError) as exc:
         raise Unauthenticated("The principal header is not valid base64 JSON.") from exc
     if not isinstance(decoded, dict):
         raise Unauthenticated("The principal header is not valid base64 JSON.")

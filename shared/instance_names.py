@@ -34,18 +34,27 @@ def resolve_instance(raw: str, *, url_template: str, local_dev: bool) -> Instanc
         return Instance(text, _url(url_template, text))
     if host := _SERVICE_NOW_HOST.match(text):
         return Instance(host.group("name"), _url(url_template, host.group("name")))
-    if "://" in text:
-        parts = urlsplit(text)
-        bare = not (
-            parts.path.strip("/") or parts.query or parts.fragment or parts.username or parts.password
-        )
-        host = _SERVICE_NOW_HOST.match(parts.hostname or "")
-        if parts.scheme == "https" and bare and host and parts.port is None:
-            return Instance(host.group("name"), _url(url_template, host.group("name")))
-        if local_dev and parts.scheme in ("http", "https") and parts.hostname and bare:
-            url = f"{parts.scheme}://{parts.netloc}"
-            return Instance(url, url)
+    if "://" in text and (instance := _from_url(text, url_template=url_template, local_dev=local_dev)):
+        return instance
     raise BadRequest(_INVALID, fields=[{"field": "instance", "message": _INVALID}])
+
+
+def _from_url(text: str, *, url_template: str, local_dev: bool) -> Instance | None:
+    try:
+        # Both raise ValueError on a malformed authority: an unclosed `[`, a port that is not a
+        # number from 0 to 65535.
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return None
+    bare = not (parts.path.strip("/") or parts.query or parts.fragment or parts.username or parts.password)
+    host = _SERVICE_NOW_HOST.match(parts.hostname or "")
+    if parts.scheme == "https" and bare and host and port is None:
+        return Instance(host.group("name"), _url(url_template, host.group("name")))
+    if local_dev and parts.scheme in ("http", "https") and parts.hostname and bare:
+        url = f"{parts.scheme}://{parts.netloc}"
+        return Instance(url, url)
+    return None
 
 
 def _url(template: str, name: str) -> str:

@@ -29,7 +29,8 @@ class ApiModel(BaseModel):
 
 
 class HealthStatus(ApiModel):
-    status: str = "ok"
+    status: Literal["ok", "misconfigured"] = "ok"
+    problems: list[str] = Field(default_factory=list)  # "SETTING: rule"; never a value
 
 
 # --- Improvement actions (Microsoft Graph secureScoreControlProfiles) -------------------------------
@@ -132,6 +133,7 @@ TicketType = Literal["incident", "change_request"]
 RecommendationSource = Literal["microsoft", "user"]
 TicketName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=160)]
 TicketDescription = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+IMPROVEMENT_ACTION_ID = r"^[0-9A-Za-z_.-]*[0-9A-Za-z_-][0-9A-Za-z_.-]*$"
 
 
 class CreateTicket(ApiModel):
@@ -149,8 +151,10 @@ class CreateTicket(ApiModel):
     due_date: date
     recommendation_source: RecommendationSource
     recommendation_category: RecommendationCategory | None = None
+    # Graph's id characters, but not only dots: `.` and `..` are path segments that an HTTP client
+    # resolves away, which would ask Graph for another resource than the action.
     improvement_action_id: str | None = Field(
-        default=None, min_length=1, max_length=200, pattern=r"^[0-9A-Za-z_.-]+$"
+        default=None, min_length=1, max_length=200, pattern=IMPROVEMENT_ACTION_ID
     )
 
     @field_validator("due_date", mode="before")

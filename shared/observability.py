@@ -1,19 +1,36 @@
 """Logging context and redaction, on top of the standard `logging` module.
 
 The Functions host and Application Insights collect standard logging records, so we add to them
-rather than replace them: every record carries `invocation_id` and, once known, `tenant_id`; and
-every record is scrubbed of secret values before any handler sees it. Redaction is the second line
-of defence: the first is never logging a secret in the first place.
+rather than replace them: every record carries `invocation_id` and, once known, `tenant_id`; every
+record is scrubbed of secrets before any handler sees it; and control characters in its message are
+escaped, so that text a caller sent cannot start a forged line.
+
+Redaction is the last line of defence: the first is never logging a secret (they travel as
+`SecretStr`). It has two parts:
+
+- patterns, the same for every record: bearer tokens, `*_token=`/`client_secret=` pairs, `code=` and
+  `token=` in query strings, `Authorization:` headers, JWTs and ServiceNow's opaque tokens;
+- exact values we know are secret, each kept in a scope. A tenant's values (its client secret and
+  what its ServiceNow instance returns, both chosen by the tenant) are scrubbed only from records
+  logged in that tenant's context, so no tenant can make text vanish from another tenant's logs.
+  Values seen before the tenant is known (the OAuth callback) belong to that invocation only.
+  Operator-supplied values (Graph client secret, app keys) are scrubbed everywhere.
+
+A record consults at most three small scopes, so its cost does not grow with the number of
+tenants, and registering a value touches only its own scope.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import traceback
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -24,65 +41,211 @@ REDACTED = "***"
 
 _context: ContextVar[dict[str, str]] = ContextVar("log_context", default={})  # noqa: B039 (never mutated)
 
-_SECRET_PATTERNS = (
-    # key=value and "key": "value" pairs whose key names a secret.
-    re.compile(
-        r"""(?P<key>(?:access_token|refresh_token|client_secret|clientSecret|code_verifier|id_token|"""
-        r"""password|secret)["']?\s*[:=]\s*["']?)(?P<value>[^"'&\s,;}]+)""",
-        re.IGNORECASE,
-    ),
-    # Query strings that carry a credential: the OAuth callback's code, the revoke endpoint's token.
-    re.compile(r"(?P<key>[?&](?:code|token)=)(?P<value>[^&\s\"']+)"),
-    re.compile(r"(?P<key>\bBearer\s+)(?P<value>[A-Za-z0-9._~+/=-]+)", re.IGNORECASE),
+# A key whose value is a credential: any name ending so (access_token, clientSecret, X-MFA_TOKEN).
+_SECRET_KEY = r"token|secret|passw(?:or)?d|code_verifier|assertion|(?:api|account|access|functions?)[-_]?key"
+# A quoted value whatever it holds (also JSON inside a JSON string); an unquoted one after `=`; after
+# `:` only a credential-looking word (see `_keep_key_and_quotes`), so that a validation message
+# such as "clientSecret: Field required" reads as it was.
+_KEYED = re.compile(
+    rf"""(?=[tspcaf])(?P<key>(?:{_SECRET_KEY})\\?["']?[ \t]*(?P<sep>[:=])[ \t]*)"""
+    r"""(?P<value>\\"[^"\r\n]*?\\"|"(?:[^"\\\r\n]|\\.)*"|'(?:[^'\\\r\n]|\\.)*'"""
+    r"""|[^\s"'&,;)}\]<>\\][^\s"'&,;)}\]<>]*)""",
+    re.IGNORECASE,
 )
+# Query parameters that carry a credential: the OAuth callback's code, the revoke endpoint's token.
+_QUERY = re.compile(r"(?P<key>[?&;](?:code|token|sig)=)(?P<value>[^&#\s\"'<>]+)")
+_HEADER = re.compile(
+    r"(?=[ac])(?P<key>(?:authorization|cookie)[\"']?[ \t]*[:=][ \t]*[\"']?)(?P<value>[^\"'\r\n]+)",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(?=b)(?P<key>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]+)", re.IGNORECASE)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+# ServiceNow access and refresh tokens are opaque URL-safe strings of about 86 characters.
+_OPAQUE_LENGTH = 64
+_OPAQUE = re.compile(rf"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{{{_OPAQUE_LENGTH},}}(?![A-Za-z0-9_-])")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
 _MIN_SECRET_LENGTH = 8
-_MAX_KNOWN_SECRETS = 10_000
+_VALUES_PER_SCOPE = 64  # a tenant's client secret, its live tokens and a day of rotated ones
+_APP_VALUES = 256
+_TENANT_SCOPES = 50_000
+_INVOCATION_SCOPES = 10_000
 
 
-class _KnownSecrets:
-    """Values we know are secret (tokens, client secrets): replaced wherever they appear, also
-    percent-encoded (as they are in a logged URL). Most recently seen are kept longest."""
+class _ValueSet:
+    """A few secret values of one scope, with their percent-encoded forms (as in a logged URL).
 
-    def __init__(self) -> None:
-        self._values: OrderedDict[str, None] = OrderedDict()
-        self._pattern: re.Pattern[str] | None = None
+    Readers use `forms` without a lock: it is replaced whole, never changed in place."""
 
-    def add(self, value: str | None) -> None:
-        if not value or len(value) < _MIN_SECRET_LENGTH:
+    __slots__ = ("_limit", "_values", "forms")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._values: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self.forms: tuple[str, ...] = ()
+
+    def add(self, value: str) -> None:
+        if value in self._values:
+            self._values.move_to_end(value)  # still in use: kept longest
             return
-        for form in {value, quote(value, safe=""), quote_plus(value, safe="")}:
-            if form not in self._values:
-                self._pattern = None  # a new value: rebuild the matcher on next use
-            self._values[form] = None
-            self._values.move_to_end(form)
-        while len(self._values) > _MAX_KNOWN_SECRETS:
+        self._values[value] = (value, quote(value, safe=""), quote_plus(value, safe=""))
+        while len(self._values) > self._limit:
             self._values.popitem(last=False)
-            self._pattern = None
+        forms = {form for value_forms in self._values.values() for form in value_forms}
+        self.forms = tuple(sorted(forms, key=len, reverse=True))  # longest first: no fragment survives
 
     def scrub(self, text: str) -> str:
-        if not self._values:
-            return text
-        if self._pattern is None:
-            # One alternation, longest first, instead of a substring scan per known value.
-            alternatives = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(value) for value in alternatives))
-        return self._pattern.sub(REDACTED, text)
+        for form in self.forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        return text
 
 
-_known = _KnownSecrets()
+class _Scopes:
+    """Value sets by key, the least recently registered dropped beyond `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._sets: OrderedDict[str, _ValueSet] = OrderedDict()
+
+    def add(self, key: str, value: str) -> None:
+        values = self._sets.get(key)
+        if values is None:
+            values = self._sets[key] = _ValueSet(_VALUES_PER_SCOPE)
+            while len(self._sets) > self._limit:
+                self._sets.popitem(last=False)
+        else:
+            self._sets.move_to_end(key)
+        values.add(value)
+
+    def get(self, key: str | None) -> _ValueSet | None:
+        return self._sets.get(key) if key else None
 
 
-def register_secret(*values: str | None) -> None:
-    """Tell the redactor about secret values so that they never reach a log line."""
-    for value in values:
-        _known.add(value)
+class _Redactor:
+    """Known secret values by scope (see the module docstring), and the patterns."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._app = _ValueSet(_APP_VALUES)
+        self._unscoped = _ValueSet(_VALUES_PER_SCOPE)  # outside any invocation: start-up, tests
+        self._tenants = _Scopes(_TENANT_SCOPES)
+        self._invocations = _Scopes(_INVOCATION_SCOPES)
+
+    def register(
+        self,
+        values: tuple[str | None, ...],
+        *,
+        tenant_id: str | None,
+        invocation_id: str | None,
+        app_wide: bool,
+    ) -> None:
+        with self._lock:
+            for value in values:
+                if not value or len(value) < _MIN_SECRET_LENGTH:
+                    continue
+                if app_wide:
+                    self._app.add(value)
+                elif tenant_id:
+                    self._tenants.add(tenant_id, value)
+                elif invocation_id:
+                    self._invocations.add(invocation_id, value)
+                else:
+                    self._unscoped.add(value)
+
+    def scrub(self, text: str, *, tenant_id: str | None, invocation_id: str | None) -> str:
+        """`text` without the values its context may see and without secret-shaped substrings."""
+        own = self._tenants.get(tenant_id) if tenant_id else self._unscoped
+        for values in (own, self._invocations.get(invocation_id), self._app):
+            if values is not None:
+                text = values.scrub(text)
+        return scrub_patterns(text)
+
+
+def scrub_patterns(text: str) -> str:
+    """`text` without secret-shaped substrings. Each pattern runs only when a word it needs is
+    there: most log lines have none, and then cost a lowercase copy and a few substring tests."""
+    lowered = text.lower()
+    for needles, pattern, replace in _GUARDED_PATTERNS:
+        if any(needle in lowered for needle in needles):
+            text = pattern.sub(replace, text)
+    return _OPAQUE.sub(_opaque_token, text) if len(text) >= _OPAQUE_LENGTH else text
+
+
+def _keep_key(match: re.Match[str]) -> str:
+    return match.group("key") + REDACTED
+
+
+def _keep_key_and_quotes(match: re.Match[str]) -> str:
+    value = match.group("value")
+    quote_mark = '\\"' if value.startswith('\\"') else value[0] if value[0] in "\"'" else ""
+    if not quote_mark and match.group("sep") == ":" and not _credential_like(value):
+        return match.group()
+    return match.group("key") + quote_mark + REDACTED + quote_mark
+
+
+def _credential_like(word: str) -> bool:
+    return len(word) >= _MIN_SECRET_LENGTH and any(c.isdigit() for c in word)
+
+
+def _redacted(match: re.Match[str]) -> str:
+    return REDACTED
+
+
+_GUARDED_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    (("token", "secret", "passw", "verifier", "assertion", "key"), _KEYED, _keep_key_and_quotes),
+    (("code=", "token=", "sig="), _QUERY, _keep_key),
+    (("authorization", "cookie"), _HEADER, _keep_key),
+    (("bearer",), _BEARER, _keep_key),
+    (("eyj",), _JWT, _redacted),
+)
+
+
+def _opaque_token(match: re.Match[str]) -> str:
+    # Letters, digits, either case: random, not a long identifier or a hex digest.
+    value = match.group()
+    random_looking = any(c.isupper() for c in value) and any(c.islower() for c in value)
+    return REDACTED if random_looking and any(c.isdigit() for c in value) else value
+
+
+def escape_controls(text: str) -> str:
+    """CR, LF and the other C0/C1 controls (and Unicode line breaks) as visible escapes."""
+    return _CONTROL.sub(_escaped, text) if _CONTROL.search(text) else text
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED_CONTROLS.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
+_redactor = _Redactor()
+
+
+def register_secret(*values: str | None, tenant_id: str | None = None, app_wide: bool = False) -> None:
+    """Tell the redactor about secret values so that they never reach a log line.
+
+    The scope: every record when `app_wide` (only for values the operator supplies); else the
+    records of `tenant_id`; else of the current context's tenant, or, before the tenant is known,
+    of the current invocation.
+    """
+    context = _context.get()
+    _redactor.register(
+        values,
+        tenant_id=tenant_id or context.get("tenant_id"),
+        invocation_id=context.get("invocation_id"),
+        app_wide=app_wide,
+    )
 
 
 def redact(text: str) -> str:
-    text = _known.scrub(text)
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: m.group("key") + REDACTED, text)
-    return text
+    """`text` as the current context may log it."""
+    context = _context.get()
+    return _redactor.scrub(
+        text, tenant_id=context.get("tenant_id"), invocation_id=context.get("invocation_id")
+    )
 
 
 @contextmanager
@@ -119,12 +282,37 @@ def _scrub_record(record: logging.LogRecord) -> None:
         message = record.getMessage()
     except (TypeError, ValueError):
         message = str(record.msg)
-    record.msg = redact(message)
+    record.msg = escape_controls(redact(message))
     record.args = None
     if record.exc_info and not record.exc_text:
-        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        record.exc_text = redact(_format_exception(record.exc_info))
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
+
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+def _format_exception(exc_info: ExcInfo) -> str:
+    """As `logging.Formatter.formatException`, with the exceptions' own messages escaped: the
+    traceback keeps its line breaks, a message cannot add lines of its own."""
+    exc_type, value, tb = exc_info
+    if exc_type is None or value is None:
+        return logging.Formatter().formatException(exc_info)
+    described = traceback.TracebackException(exc_type, value, tb, compact=True)
+    pending: list[Any] = [described]  # `_str` (the message) is not typed: it is not public
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) not in seen:
+            seen.add(id(current))
+            if isinstance(getattr(current, "_str", None), str):
+                current._str = escape_controls(current._str)
+            if getattr(current, "__notes__", None):
+                current.__notes__ = [escape_controls(str(note)) for note in current.__notes__]
+            pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+            pending.extend(getattr(current, "exceptions", None) or [])
+    return "".join(described.format()).removesuffix("\n")
 
 
 def install() -> None:

@@ -11,7 +11,7 @@ that lost a race, `UpstreamUnavailable` when the store or service did not answer
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import SecretStr
@@ -241,6 +241,15 @@ class ServiceNowRecords(Protocol):
         self, connection: Connection, table: str, query: str, fields: list[str], *, limit: int = ...
     ) -> list[ServiceNowRecord]:
         """The first `limit` matching records: one request (for keyset paging)."""
+        ...
+
+
+class TokenRefresher(Protocol):
+    """Keeps a connection's access token fresh (the sync refreshes before it reads)."""
+
+    async def refresh_if_expiring(self, connection: Connection, within: timedelta) -> TokenSet:
+        """The token set, refreshed first when the access token expires within `within`.
+        ReauthorizationRequired (recorded on the connection) when the grant is dead."""
         ...
 
 

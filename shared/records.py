@@ -10,7 +10,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_serializer
@@ -26,6 +26,10 @@ from shared.models import (
 
 IdempotencyStatus = Literal["in_progress", "completed"]
 GrantKey = tuple[str, str, str, datetime | None]  # tenant, instance URL, client id, authorized at
+# What the connector's records carry as `correlation_display` in ServiceNow: the sync lists only those.
+CORRELATION_DISPLAY = "Microsoft 365 Security Connector"
+# ServiceNow does not extend a refresh token when it is used: warn this long before it dies.
+REFRESH_TOKEN_WARNING = timedelta(days=14)
 
 
 # --- Key Vault ----------------------------------------------------------------------------

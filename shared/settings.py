@@ -2,6 +2,10 @@
 
 In Azure the values are app settings; locally `localdev` loads local.settings(.sample).json into
 the environment first, so the same names work everywhere. Environment variables always win.
+
+Settings that fail validation make `get_settings` raise `Misconfigured`, which names each setting
+and its rule but never a value (a value may be a secret): every endpoint then answers 503
+`misconfigured`, `/api/health` says which settings are wrong, and `make run` refuses to start.
 """
 
 from __future__ import annotations
@@ -9,12 +13,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, HttpUrl, SecretStr, model_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name)
+from shared.errors import Misconfigured
+from shared.untrusted import origin_of
 
 
 class Settings(BaseSettings):
@@ -24,52 +27,65 @@ class Settings(BaseSettings):
 
     # Table Storage and queues for our data: a connection string locally, or service URIs with a
     # managed identity in Azure (`DataStorage__tableServiceUri`, `DataStorage__queueServiceUri`).
-    data_storage: Annotated[str | None, NoDecode] = Field(default=None, validation_alias=_env("DataStorage"))
+    data_storage: Annotated[str | None, NoDecode] = Field(default=None, validation_alias="DataStorage")
     data_storage_table_service_uri: str | None = Field(
-        default=None, validation_alias=_env("DataStorage__tableServiceUri")
+        default=None, validation_alias="DataStorage__tableServiceUri"
     )
     data_storage_queue_service_uri: str | None = Field(
-        default=None, validation_alias=_env("DataStorage__queueServiceUri")
+        default=None, validation_alias="DataStorage__queueServiceUri"
     )
-    data_storage_client_id: str | None = Field(default=None, validation_alias=_env("DataStorage__clientId"))
+    data_storage_client_id: str | None = Field(default=None, validation_alias="DataStorage__clientId")
 
-    key_vault_url: HttpUrl = Field(validation_alias=_env("KEY_VAULT_URL"))
+    key_vault_url: HttpUrl = Field(validation_alias="KEY_VAULT_URL")
     # The CA bundle that the Key Vault, Entra and Graph clients trust; only the local stand-ins need it.
-    local_ca_bundle: str | None = Field(default=None, validation_alias=_env("LOCAL_CA_BUNDLE"))
-    azure_client_id: str | None = Field(default=None, validation_alias=_env("AZURE_CLIENT_ID"))
+    local_ca_bundle: str | None = Field(default=None, validation_alias="LOCAL_CA_BUNDLE")
+    azure_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")
 
     servicenow_url_template: str = Field(
-        default="https://{instance}.service-now.com", validation_alias=_env("SERVICENOW_URL_TEMPLATE")
+        default="https://{instance}.service-now.com", validation_alias="SERVICENOW_URL_TEMPLATE"
     )
-    oauth_redirect_uri: HttpUrl = Field(validation_alias=_env("OAUTH_REDIRECT_URI"))
-    portal_url: HttpUrl = Field(validation_alias=_env("PORTAL_URL"))
+    oauth_redirect_uri: HttpUrl = Field(validation_alias="OAUTH_REDIRECT_URI")
+    portal_url: HttpUrl = Field(validation_alias="PORTAL_URL")
 
     graph_base_url: HttpUrl = Field(
-        default=HttpUrl("https://graph.microsoft.com"), validation_alias=_env("GRAPH_BASE_URL")
+        default=HttpUrl("https://graph.microsoft.com"), validation_alias="GRAPH_BASE_URL"
     )
     entra_authority_host: HttpUrl = Field(
-        default=HttpUrl("https://login.microsoftonline.com"), validation_alias=_env("ENTRA_AUTHORITY_HOST")
+        default=HttpUrl("https://login.microsoftonline.com"), validation_alias="ENTRA_AUTHORITY_HOST"
     )
-    graph_client_id: str | None = Field(default=None, validation_alias=_env("GRAPH_CLIENT_ID"))
-    graph_client_secret: SecretStr | None = Field(default=None, validation_alias=_env("GRAPH_CLIENT_SECRET"))
+    graph_client_id: str | None = Field(default=None, validation_alias="GRAPH_CLIENT_ID")
+    graph_client_secret: SecretStr | None = Field(default=None, validation_alias="GRAPH_CLIENT_SECRET")
 
-    sync_schedule: str = Field(default="0 */5 * * * *", validation_alias=_env("SYNC_SCHEDULE"))
-
-    local_dev: bool = Field(default=False, validation_alias=_env("LOCAL_DEV"))
+    local_dev: bool = Field(default=False, validation_alias="LOCAL_DEV")
     # Set to "True" by App Service when Easy Auth is on; the principal header is trusted only then.
-    website_auth_enabled: bool = Field(default=False, validation_alias=_env("WEBSITE_AUTH_ENABLED"))
+    website_auth_enabled: bool = Field(default=False, validation_alias="WEBSITE_AUTH_ENABLED")
+    # Origins (besides the app's own) whose web pages may send state-changing requests; comma-
+    # separated. Unset or empty: PORTAL_URL's origin, plus http://localhost:3000 when LOCAL_DEV.
+    cors_allowed_origins: str | None = Field(default=None, validation_alias="CORS_ALLOWED_ORIGINS")
+
+    @field_validator("servicenow_url_template")
+    @classmethod
+    def _template_names_the_instance(cls, template: str) -> str:
+        if "{instance}" not in template:
+            raise ValueError("must contain {instance}")
+        return template
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _lists_origins(cls, value: str | None) -> str | None:
+        if value is not None and any(origin_of(item) is None for item in _listed(value)):
+            raise ValueError("must list origins such as https://portal.example.com, separated by commas")
+        return value
 
     @model_validator(mode="after")
     def _storage_is_configured(self) -> Settings:
         if not self.data_storage and not self.data_storage_table_service_uri:
             raise ValueError(
-                "DataStorage is not configured: set DataStorage (a connection string) or "
+                "DataStorage: not configured; set DataStorage (a connection string) or "
                 "DataStorage__tableServiceUri and DataStorage__queueServiceUri (managed identity)"
             )
         if self.data_storage_table_service_uri and not self.data_storage_queue_service_uri:
-            raise ValueError("DataStorage__queueServiceUri must be set with DataStorage__tableServiceUri")
-        if "{instance}" not in self.servicenow_url_template:
-            raise ValueError("SERVICENOW_URL_TEMPLATE must contain {instance}")
+            raise ValueError("DataStorage__queueServiceUri: must be set with DataStorage__tableServiceUri")
         return self
 
     @property
@@ -77,8 +93,46 @@ class Settings(BaseSettings):
         """Easy Auth sets the principal header in Azure; locally the developer plays that part."""
         return self.website_auth_enabled or self.local_dev
 
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """The origins of CORS_ALLOWED_ORIGINS (or its default), normalised by `origin_of`."""
+        listed = _listed(self.cors_allowed_origins or "")
+        if not listed:
+            listed = [str(self.portal_url), *(["http://localhost:3000"] if self.local_dev else [])]
+        return frozenset(origin for item in listed if (origin := origin_of(item)))
+
+
+def _listed(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings, read from the environment on first use and kept for the process."""
-    return Settings()
+    """The settings, read from the environment on first use and kept for the process.
+
+    Raises:
+        Misconfigured: a setting is missing or breaks its rule (read again on the next call).
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise Misconfigured(_problems(exc)) from None
+
+
+def settings_problems() -> list[str]:
+    """What is wrong with the environment's settings now, one line per setting ("NAME: rule");
+    empty when none. Reads afresh and caches nothing (the local host checks before it starts)."""
+    try:
+        Settings()
+    except ValidationError as exc:
+        return _problems(exc)
+    return []
+
+
+def _problems(error: ValidationError) -> list[str]:
+    problems = []
+    for detail in error.errors(include_input=False, include_url=False, include_context=False):
+        name = ".".join(str(part) for part in detail["loc"])
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}: {message}" if name else message)
+    return problems

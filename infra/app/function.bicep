@@ -142,6 +142,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SERVICENOW_URL_TEMPLATE: servicenowUrlTemplate
     OAUTH_REDIRECT_URI: 'https://${site.properties.defaultHostName}/api/oauth/callback'
     PORTAL_URL: portalUrl
+    CORS_ALLOWED_ORIGINS: portalOrigin
     GRAPH_BASE_URL: graphBaseUrl
     ENTRA_AUTHORITY_HOST: entraAuthorityHost
     GRAPH_CLIENT_ID: graphClientId

@@ -142,6 +142,7 @@ class ServiceNowOAuthClient:
                 lambda: self._http.post(url, params={"token": token.get_secret_value()}),
                 self._retry,
                 what="token revoke",
+                clock=self._clock,
             )
         except UpstreamError as exc:
             logger.warning("Could not revoke a ServiceNow token: %s", exc.message)
@@ -158,7 +159,7 @@ class ServiceNowOAuthClient:
     ) -> httpx.Response:
         url = f"{instance_url.rstrip('/')}/oauth_token.do"
         return await send_with_retries(
-            lambda: self._http.post(url, data=form), self._retry, what=what, retry=retry
+            lambda: self._http.post(url, data=form), self._retry, what=what, retry=retry, clock=self._clock
         )
 
     def _token_set(

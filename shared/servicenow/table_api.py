@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import TokenRefused, UpstreamError, UpstreamRejected, UpstreamUnavailable
 from shared.ports import AccessTokenSource
 from shared.records import Connection
@@ -32,11 +33,17 @@ _MESSAGE_LIMIT = 300
 
 class ServiceNowTables:
     def __init__(
-        self, http: httpx.AsyncClient, tokens: AccessTokenSource, *, retry: RetryPolicy | None = None
+        self,
+        http: httpx.AsyncClient,
+        tokens: AccessTokenSource,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._http = http
         self._tokens = tokens
         self._retry = retry or RetryPolicy()
+        self._clock = clock  # waits between retries
 
     async def create(
         self,
@@ -69,16 +76,6 @@ class ServiceNowTables:
         raise UpstreamUnavailable(
             f"ServiceNow answered the create with HTTP {response.status_code}.", retry_after=5, ambiguous=True
         )
-
-    async def get(self, connection: Connection, table: str, sys_id: str, fields: list[str]) -> Record | None:
-        url = f"{_table_url(connection, table)}/{sys_id}"
-        params = {"sysparm_fields": ",".join(fields), "sysparm_exclude_reference_link": "true"}
-        response = await self._send(connection, "GET", url, what=f"read {table}", params=params)
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise _rejected(response, f"read a {table} record")
-        return _result(response)
 
     async def find_one(
         self, connection: Connection, table: str, query: str, fields: list[str]
@@ -182,6 +179,7 @@ class ServiceNowTables:
             self._retry,
             what=what,
             retry=retry,
+            clock=self._clock,
         )
 
 

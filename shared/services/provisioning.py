@@ -45,14 +45,12 @@ from shared.models import (
     StateNamesUpdate,
 )
 from shared.ports import ConnectionStore, OAuthStateStore, SecretStore, ServiceNowOAuth
-from shared.records import Connection, OAuthState
+from shared.records import REFRESH_TOKEN_WARNING, Connection, OAuthState
 from shared.ticket_states import effective_state_names, known_state_codes
 
 logger = logging.getLogger(__name__)
 
 STATE_LIFETIME = timedelta(minutes=10)
-# ServiceNow does not extend a refresh token when it is used: warn this long before it dies.
-REFRESH_TOKEN_WARNING = timedelta(days=14)
 STATE_KEY_NAME = "oauth-state"
 _STATE_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 

@@ -1,7 +1,7 @@
 """Watermarks and seen-sets of the sync: how far each ServiceNow table has been read, in
 ServiceNow's own date format, and which records of the look-back window were already handled.
 
-Pure functions over strings and tuples, kept apart from the sync's policy (`syncing.py`).
+Pure functions over strings and tuples (the policy: `syncing.py`; the paging: `sync_pull.py`).
 """
 
 from __future__ import annotations

@@ -17,9 +17,8 @@ import logging
 import re
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
@@ -35,9 +34,11 @@ from azure.core.pipeline.policies import AsyncRetryPolicy
 from pydantic import SecretStr, ValidationError
 
 from shared.errors import AppError, BadRequest, ConnectionNotReady, UpstreamError, UpstreamUnavailable
+from shared.http_retry import reported_retry_after, retry_after_seconds
 from shared.observability import register_secret
 from shared.records import AppKey, TokenSet
 from shared.settings import Settings
+from shared.stores.ttl_cache import TtlCache
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -101,55 +102,10 @@ def tokens_from_json(text: str) -> TokenSet:
     return tokens
 
 
-def register_tokens(tokens: TokenSet) -> None:
-    register_secret(tokens.access_token.get_secret_value(), tokens.refresh_token.get_secret_value())
-
-
-# --- the read cache --------------------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-class TtlCache(Generic[T]):
-    """A small in-memory cache with a time to live and a bounded size (oldest entries go first).
-
-    Each key has a generation that every invalidation bumps, so that a read which started before a
-    write cannot put the old value back after the write (see `put_if_current`).
-    """
-
-    def __init__(
-        self, ttl: float, *, clock: Callable[[], float] = time.monotonic, max_entries: int = 10_000
-    ) -> None:
-        self.ttl = ttl
-        self._clock = clock
-        self._max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, T]] = OrderedDict()
-        self._generations: dict[str, int] = {}
-
-    def get(self, key: str) -> T | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        expires_at, value = entry
-        if self._clock() >= expires_at:
-            del self._entries[key]
-            return None
-        return value
-
-    def generation(self, key: str) -> int:
-        return self._generations.get(key, 0)
-
-    def put_if_current(self, key: str, value: T, generation: int) -> None:
-        if self.ttl <= 0 or self.generation(key) != generation:
-            return
-        self._entries[key] = (self._clock() + self.ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
-
-    def invalidate(self, key: str) -> None:
-        self._entries.pop(key, None)
-        self._generations[key] = self.generation(key) + 1
+def register_tokens(tokens: TokenSet, tenant_id: str | None = None) -> None:
+    register_secret(
+        tokens.access_token.get_secret_value(), tokens.refresh_token.get_secret_value(), tenant_id=tenant_id
+    )
 
 
 # --- the Key Vault adapter -------------------------------------------------------------------------
@@ -264,7 +220,7 @@ class KeyVaultSecretStore:
 
     async def set_client_secret(self, tenant_id: str, client_secret: SecretStr) -> None:
         value = client_secret.get_secret_value()
-        register_secret(value)
+        register_secret(value, tenant_id=tenant_id)
         await self._write(client_secret_name(tenant_id), value, "text/plain", tenant_id)
 
     async def get_tokens(self, tenant_id: str, *, fresh: bool = False) -> TokenSet | None:
@@ -272,7 +228,7 @@ class KeyVaultSecretStore:
         return tokens_from_json(value) if value is not None else None
 
     async def set_tokens(self, tenant_id: str, tokens: TokenSet, *, restore_deleted: bool = True) -> None:
-        register_tokens(tokens)
+        register_tokens(tokens, tenant_id)
         await self._write(
             tokens_name(tenant_id), tokens_to_json(tokens), "application/json", tenant_id, restore_deleted
         )
@@ -317,7 +273,7 @@ class KeyVaultSecretStore:
         version, value = secret.properties.version, secret.value
         if not version or value is None:
             raise UpstreamError("Key Vault returned the app key without a version or value.")
-        register_secret(value)
+        register_secret(value, app_wide=True)
         self._app_keys[(secret_name, version)] = value
         return version, value
 
@@ -420,9 +376,10 @@ def _mapped(exc: AzureError, action: str) -> AppError:
 
 
 def _retry_after(exc: HttpResponseError) -> int:
-    headers = getattr(exc.response, "headers", None) or {}
-    header = headers.get("Retry-After")
-    try:
-        return max(1, int(float(header))) if header else 30
-    except ValueError:
-        return 30
+    """Key Vault's own Retry-After on the answer azure-core gave up on, else 30 s.
+
+    azure-core's retry policy honours the header while it retries, but does not hand it on with
+    the error; our caller still needs it for the Retry-After of our own 503.
+    """
+    hinted = retry_after_seconds(getattr(exc.response, "headers", None) or {})
+    return reported_retry_after(hinted) if hinted is not None else 30

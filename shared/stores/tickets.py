@@ -60,6 +60,7 @@ from shared.stores.tables import (
     storage_errors,
     to_entity,
 )
+from shared.untrusted import decode_json
 
 TICKETS = "tickets"
 IDEMPOTENCY = "idempotency"
@@ -249,14 +250,18 @@ def decode_continuation(token: str, tenant_id: str) -> dict[str, str]:
         fields=[{"field": "continuationToken", "message": "not a token issued by this API"}],
     )
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        data = decode_json(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)), max_bytes=4096)
+    except (binascii.Error, ValueError) as exc:
         raise invalid from exc
     if not isinstance(data, dict) or data.get("t") != tenant_id:
         raise invalid
-    if not isinstance(data.get("pk"), str) or not isinstance(data.get("rk"), str):
+    # Azure's (and Azurite's) next keys are short printable ASCII: anything else was not issued.
+    if not all(isinstance(data.get(key), str) and _NEXT_KEY.fullmatch(data[key]) for key in ("pk", "rk")):
         raise invalid
     return {"PartitionKey": data["pk"], "RowKey": data["rk"]}
+
+
+_NEXT_KEY = re.compile(r"[!-~]{0,1024}")
 
 
 _SYNC_COLUMNS = ["RowKey", "Type", "SysId", "State", "CreatedAt", "DeletedInServicenowAt"]

@@ -21,7 +21,8 @@ from localdev.queues import decode_body
 from shared.models import SYNC_QUEUE
 from shared.servicenow.table_api import ServiceNowTables
 from shared.servicenow.transport import RetryPolicy, new_http_client
-from shared.services.syncing import SyncConfig, SyncService
+from shared.services.sync_config import SyncConfig
+from shared.services.syncing import SyncService
 from tests.e2e import api
 from tests.e2e.conftest import Simulator, Stack
 

@@ -10,7 +10,8 @@ import pytest
 
 from shared.models import CreateTicket
 from shared.records import IdempotencyRecord, new_ticket_id
-from shared.services.ticketing import TicketingPolicy, idempotency_key_hash, request_fingerprint
+from shared.services.idempotency_claims import idempotency_key_hash, request_fingerprint
+from shared.services.ticket_policy import TicketingPolicy
 from tests.e2e import api
 from tests.e2e.conftest import Stack
 from tests.e2e.tickets_api import (

@@ -15,7 +15,8 @@ import httpx
 from shared.identity import Role
 from shared.servicenow.table_api import ServiceNowTables
 from shared.servicenow.transport import RetryPolicy, new_http_client
-from shared.services.ticketing import TicketingPolicy, TicketingService
+from shared.services.ticket_policy import TicketingPolicy
+from shared.services.ticketing import TicketingService
 from tests.e2e import api
 from tests.e2e.conftest import Simulator, Stack
 

@@ -1,8 +1,10 @@
-"""Dict-backed ticket and idempotency repositories, a scriptable ServiceNow, and Secure Score actions.
+"""In-memory implementations of the ticket ports: the `tickets` and `idempotency` tables, a
+scriptable ServiceNow Table API, and Secure Score's improvement actions (with and without Graph).
 
 Same contracts as the real adapters: every write hands out a new ETag, `claim`/`add` refuse an
-existing key, `replace`/`release` refuse a stale ETag (`PreconditionFailed`). `FakeServiceNow`
-keeps the records it made and plays scripted outcomes for the next creates.
+existing key, `replace`/`release` refuse a stale ETag (`PreconditionFailed`).
+`InMemoryServiceNowRecords` keeps the records it made and plays scripted outcomes for the next
+creates. None subclasses an adapter; `_conforms` has mypy check each against its port.
 """
 
 from __future__ import annotations
@@ -11,14 +13,28 @@ import asyncio
 import itertools
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
-from shared.errors import NotFound, PreconditionFailed, UpstreamRejected, UpstreamUnavailable
+from shared.errors import (
+    DependencyNotConfigured,
+    NotFound,
+    PreconditionFailed,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from shared.models import ImprovementAction, TicketType
-from shared.records import Connection, IdempotencyRecord, Ticket
-from shared.services.ticketing import IdempotencyClaims, ServiceNowRecords, Tickets
+from shared.ports import IdempotencyClaims, ImprovementActions, ServiceNowRecords, TicketStore
+from shared.records import (
+    Connection,
+    IdempotencyRecord,
+    StateChangeResult,
+    Ticket,
+    TicketStateChange,
+    TicketSyncEntry,
+)
 
 _etags = (f'W/"t{n}"' for n in itertools.count(1))
 _MATRIX = {(i, u): min(5, i + u - 1) for i in (1, 2, 3) for u in (1, 2, 3)}  # ServiceNow's default
@@ -63,6 +79,44 @@ class InMemoryTickets:
                 counts[(ticket.type, ticket.state)] = counts.get((ticket.type, ticket.state), 0) + 1
         return counts
 
+    async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
+        return {
+            ticket_id: TicketSyncEntry(
+                ticket_id=ticket_id,
+                type=ticket.type,
+                sys_id=ticket.sys_id,
+                state=ticket.state,
+                created_at=ticket.created_at,
+                deleted=ticket.deleted_in_servicenow_at is not None,
+            )
+            for (tenant, ticket_id), ticket in self.rows.items()
+            if tenant == tenant_id
+        }
+
+    async def apply_state_changes(
+        self, tenant_id: str, changes: Sequence[TicketStateChange]
+    ) -> StateChangeResult:
+        latest = {change.ticket_id: change for change in changes}  # the last word on each ticket
+        missing = [ticket_id for ticket_id in latest if (tenant_id, ticket_id) not in self.rows]
+        for ticket_id, change in latest.items():
+            if ticket_id not in missing:
+                update = {
+                    "state": change.state,
+                    "state_updated_at": change.state_updated_at,
+                    "servicenow_updated_on": change.servicenow_updated_on,
+                }
+                self._merge(tenant_id, ticket_id, update)
+        return StateChangeResult(applied=len(latest) - len(missing), missing=tuple(missing))
+
+    async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
+        for ticket_id in ticket_ids:
+            self._merge(tenant_id, ticket_id, {"deleted_in_servicenow_at": at})
+        return len(ticket_ids)
+
+    def _merge(self, tenant_id: str, ticket_id: str, update: dict[str, Any]) -> None:
+        key = (tenant_id, ticket_id)
+        self.rows[key] = self.rows[key].model_copy(update={**update, "etag": next(_etags)})
+
 
 class InMemoryClaims:
     def __init__(self) -> None:
@@ -101,8 +155,8 @@ LookupOutcome = Literal["ok", "rejected", "unavailable"]
 
 
 @dataclass
-class FakeServiceNow:
-    """Records by table. `outcomes` scripts the next creates (then "ok"):
+class InMemoryServiceNowRecords:
+    """ServiceNow's Table API over records kept by table. `outcomes` scripts the next creates (then "ok"):
 
     - "lost": the record is made, then the answer is lost (ambiguous UpstreamUnavailable) — a 201
       we never saw;
@@ -114,7 +168,7 @@ class FakeServiceNow:
     - "rate_limited": a 429, nothing is made (not ambiguous, `rate_limit_retry_after`, hinted);
     - "rejected": ServiceNow refuses the record (UpstreamRejected).
 
-    `lookup_outcomes` scripts the next lookups the same way (then "ok"). Like `ServiceNowTables`,
+    `lookup_outcomes` scripts the next `find_one` lookups the same way (then "ok"). Like `ServiceNowTables`,
     `create` gets the token (`token_hook`, one-shot, stands for a slow refresh), then awaits
     `before_post`, then sends; `creates` counts the POSTs sent.
     """
@@ -173,16 +227,39 @@ class FakeServiceNow:
         self, connection: Connection, table: str, query: str, fields: list[str]
     ) -> dict[str, Any] | None:
         self.lookups.append(query)
-        match = re.fullmatch(r"correlation_id=([0-9a-f]+)\^ORDERBYsys_created_on", query)
-        assert match, query
-        found = [r for r in self.records[table] if r["correlation_id"] == match.group(1)]
+        assert re.fullmatch(r"correlation_id=([0-9a-f]+)\^ORDERBYsys_created_on", query), query
+        found = self._matching(table, query)
         self.commit_late()  # a transaction still running commits after this lookup
         outcome = self.lookup_outcomes.pop(0) if self.lookup_outcomes else "ok"
         if outcome == "rejected":
             raise UpstreamRejected("ServiceNow refused to query incident (HTTP 403): Operation Failed.")
         if outcome == "unavailable":
             raise UpstreamUnavailable("ServiceNow did not answer (query incident).", retry_after=1)
-        return {name: found[0].get(name, "") for name in fields} if found else None
+        return _only(found[0], fields) if found else None
+
+    async def query(
+        self, connection: Connection, table: str, query: str, fields: list[str], *, page_size: int = 1000
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        rows = self._matching(table, query)
+        for start in range(0, len(rows), page_size):
+            yield [_only(row, fields) for row in rows[start : start + page_size]]
+
+    async def page(
+        self, connection: Connection, table: str, query: str, fields: list[str], *, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        return [_only(row, fields) for row in self._matching(table, query)[:limit]]
+
+    def _matching(self, table: str, query: str) -> list[dict[str, str]]:
+        """The records an encoded query of `field=value` clauses selects. Records keep their
+        creation order, so every `ORDERBY` reads as `sys_created_on`."""
+        rows = list(self.records[table])
+        for clause in query.split("^"):
+            if clause.startswith("ORDERBY"):
+                continue
+            name, equals, value = clause.partition("=")
+            assert equals, f"unexpected clause {clause!r}"
+            rows = [row for row in rows if row.get(name) == value]
+        return rows
 
     def commit_late(self) -> None:
         """Let every create still running in ServiceNow ("late") commit its record now."""
@@ -206,7 +283,9 @@ class FakeServiceNow:
         return record
 
 
-class FakeActions:
+class InMemoryImprovementActions:
+    """Secure Score's improvement actions of every tenant; `calls` counts the reads."""
+
     def __init__(self, *actions: ImprovementAction) -> None:
         self.actions = {action.id: action for action in actions}
         self.calls = 0
@@ -217,14 +296,30 @@ class FakeActions:
             raise NotFound(f"Improvement action {action_id} was not found in Microsoft Secure Score.")
         return self.actions[action_id]
 
-    async def list_improvement_actions(
-        self, tenant_id: str, *, page_size: int | None = None
-    ) -> list[ImprovementAction]:
-        return list(self.actions.values())
+
+class UnconfiguredImprovementActions:
+    """What the app uses when Graph is not configured: every read is 503 `dependency_not_configured`."""
+
+    async def get_improvement_action(self, tenant_id: str, action_id: str) -> ImprovementAction:
+        raise DependencyNotConfigured(
+            "Microsoft Graph is not configured: set GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET."
+        )
 
 
-def _conforms(tickets: InMemoryTickets, claims: InMemoryClaims, servicenow: FakeServiceNow) -> None:
-    # mypy checks here that the fakes implement the service's ports.
-    _tickets: Tickets = tickets
+def _only(record: dict[str, str], fields: list[str]) -> dict[str, Any]:
+    return {name: record.get(name, "") for name in fields}
+
+
+def _conforms(
+    tickets: InMemoryTickets,
+    claims: InMemoryClaims,
+    servicenow: InMemoryServiceNowRecords,
+    actions: InMemoryImprovementActions,
+    no_graph: UnconfiguredImprovementActions,
+) -> None:
+    # mypy checks here that the fakes implement the ports.
+    _tickets: TicketStore = tickets
     _claims: IdempotencyClaims = claims
     _servicenow: ServiceNowRecords = servicenow
+    _actions: ImprovementActions = actions
+    _no_graph: ImprovementActions = no_graph

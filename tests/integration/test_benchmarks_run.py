@@ -18,6 +18,7 @@ from localdev.local_settings import REPO_ROOT
     [
         ("bench.create_tickets", ["--requests", "5", "--concurrency", "2"], "overhead:"),
         ("bench.sync", ["--tenants", "2", "--tickets", "20"], "ServiceNow requests per tenant"),
+        ("bench.redaction", ["--many", "1000", "--records", "300"], "ratio:"),
     ],
 )
 def test_benchmark_runs_on_a_small_workload(module: str, args: list[str], expected: str) -> None:

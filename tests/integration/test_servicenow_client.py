@@ -122,21 +122,23 @@ async def test_code_exchange_gives_a_token_set_with_servicenow_lifespans(client:
     assert 99 <= (tokens.refresh_token_expires_at - datetime.now(UTC)).days < 100
 
 
-async def test_create_get_and_find_by_correlation_id(client: Client) -> None:
+async def test_create_and_find_by_sys_id_and_correlation_id(client: Client) -> None:
     record = await client.tables.create(
         client.connection, "incident",
         {"short_description": "Turn on MFA", "impact": "2", "urgency": "2", "correlation_id": "ticket-1"},
     )  # fmt: skip
     assert record["number"].startswith("INC")
     assert record["priority"] == "3"  # computed by the instance from impact and urgency
-    fetched = await client.tables.get(client.connection, "incident", record["sys_id"], FIELDS)
+    fetched = await client.tables.find_one(
+        client.connection, "incident", f"sys_id={record['sys_id']}", FIELDS
+    )
     assert fetched is not None
     assert fetched["short_description"] == "Turn on MFA"
     found = await client.tables.find_one(client.connection, "incident", "correlation_id=ticket-1", FIELDS)
     assert found is not None
     assert found["sys_id"] == record["sys_id"]
     assert await client.tables.find_one(client.connection, "incident", "correlation_id=nope", FIELDS) is None
-    assert await client.tables.get(client.connection, "incident", "0" * 32, FIELDS) is None
+    assert await client.tables.find_one(client.connection, "incident", f"sys_id={'0' * 32}", FIELDS) is None
 
 
 async def test_a_valid_cached_token_is_not_read_from_the_secret_store_again(client: Client) -> None:

@@ -23,11 +23,17 @@ from localdev.servicenow import RunningSimulator, start_simulator
 from localdev.servicenow.oauth import DEFAULT_CLIENTS
 from shared.errors import UpstreamRejected
 from shared.models import ConnectionStatus, SyncRequest
-from shared.records import Connection, OAuthState, Ticket, TicketStateChange, new_ticket_id
+from shared.records import (
+    CORRELATION_DISPLAY,
+    Connection,
+    OAuthState,
+    Ticket,
+    TicketStateChange,
+    new_ticket_id,
+)
 from shared.servicenow.table_api import ServiceNowTables
 from shared.servicenow.transport import RetryPolicy, new_http_client
-from shared.services.syncing import FIELDS
-from shared.services.ticket_mapping import CORRELATION_DISPLAY
+from shared.services.sync_pull import FIELDS
 from shared.stores.connections import ConnectionRepository, OAuthStateRepository
 from shared.stores.queues import StorageQueue
 from shared.stores.tables import TableStore

@@ -8,8 +8,10 @@ from shared import errors
     [
         (errors.BadRequest(fields=[{"field": "name", "message": "required"}]), 400, "validation_error"),
         (errors.PayloadTooLarge(), 413, "payload_too_large"),
+        (errors.UnsupportedMediaType(), 415, "unsupported_media_type"),
         (errors.Unauthenticated(), 401, "unauthenticated"),
         (errors.Forbidden(), 403, "forbidden"),
+        (errors.ForbiddenOrigin(), 403, "forbidden_origin"),
         (errors.NotFound(), 404, "not_found"),
         (errors.ConnectionNotReady(), 409, "connection_not_ready"),
         (errors.ReauthorizationRequired(), 409, "reauthorization_required"),

@@ -17,12 +17,12 @@ from shared.ports import SecretStore
 from shared.records import TokenSet
 from shared.stores.secrets import (
     KeyVaultSecretStore,
-    TtlCache,
     client_secret_name,
     tokens_from_json,
     tokens_name,
     tokens_to_json,
 )
+from shared.stores.ttl_cache import TtlCache
 from tests.fakes.secrets import InMemorySecretStore
 
 TENANT = "11111111-2222-3333-4444-555555555555"

@@ -1,15 +1,16 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import Settings, get_settings
+from shared.errors import Misconfigured
+from shared.settings import Settings, get_settings, settings_problems
 
 
 def test_settings_are_read_from_the_environment_once(app_env: pytest.MonkeyPatch) -> None:
-    app_env.setenv("SYNC_SCHEDULE", "0 */10 * * * *")
+    app_env.setenv("PORTAL_URL", "https://portal.example/")
     first = get_settings()
-    app_env.setenv("SYNC_SCHEDULE", "0 0 * * * *")
+    app_env.setenv("PORTAL_URL", "https://elsewhere.example/")
     assert get_settings() is first
-    assert first.sync_schedule == "0 */10 * * * *"
+    assert str(first.portal_url) == "https://portal.example/"
     assert first.local_dev is True
     assert first.principal_header_trusted is True
 
@@ -35,7 +36,7 @@ def test_identity_based_storage_is_accepted(app_env: pytest.MonkeyPatch) -> None
 @pytest.mark.parametrize(
     ("remove", "set_", "message"),
     [
-        ("DataStorage", {}, "DataStorage is not configured"),
+        ("DataStorage", {}, "DataStorage: not configured"),
         ("KEY_VAULT_URL", {}, "KEY_VAULT_URL"),
         (None, {"SERVICENOW_URL_TEMPLATE": "https://example.com"}, "{instance}"),
         (None, {"PORTAL_URL": "not a url"}, "PORTAL_URL"),
@@ -50,3 +51,26 @@ def test_missing_or_bad_settings_fail_with_a_clear_message(
         app_env.setenv(key, value)
     with pytest.raises(ValidationError, match=message.replace("{", r"\{").replace("}", r"\}")):
         Settings()
+
+
+def test_misconfiguration_names_each_setting_and_rule_but_no_value(app_env: pytest.MonkeyPatch) -> None:
+    app_env.setenv("SERVICENOW_URL_TEMPLATE", "https://sn-secret-looking-value.example.com")
+    app_env.setenv("PORTAL_URL", "not-a-url-but-a-secret-0123456789")
+    app_env.delenv("KEY_VAULT_URL")
+    with pytest.raises(Misconfigured) as raised:
+        get_settings()
+    problems = raised.value.problems
+    assert sorted(p.split(":")[0] for p in problems) == ["KEY_VAULT_URL", "PORTAL_URL", "SERVICENOW_URL_TEMPLATE"]
+    assert "SERVICENOW_URL_TEMPLATE: must contain {instance}" in problems
+    text = raised.value.message + " ".join(problems)
+    assert "secret" not in text and "sn-secret" not in text
+    assert settings_problems() == problems
+
+
+def test_a_fixed_setting_is_read_again_after_a_failure(app_env: pytest.MonkeyPatch) -> None:
+    app_env.setenv("SERVICENOW_URL_TEMPLATE", "https://nowhere.example.com")
+    with pytest.raises(Misconfigured):
+        get_settings()
+    app_env.setenv("SERVICENOW_URL_TEMPLATE", "https://{instance}.service-now.com")
+    assert get_settings().servicenow_url_template == "https://{instance}.service-now.com"
+    assert settings_problems() == []

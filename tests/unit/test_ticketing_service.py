@@ -1,4 +1,5 @@
-"""TicketingService with dict-backed fakes: mapping, idempotency, dedupe by correlation id, errors."""
+"""TicketingService with in-memory ports and a fake clock: mapping, idempotency, dedupe by
+correlation id, errors. Waits advance the fake clock, so they take no real time."""
 
 from __future__ import annotations
 
@@ -12,26 +13,33 @@ import pytest
 from shared.errors import (
     BadRequest,
     ConnectionNotReady,
+    DependencyNotConfigured,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     NotFound,
     ReauthorizationRequired,
     UpstreamRejected,
     UpstreamUnavailable,
+    status_for,
 )
 from shared.identity import Caller, Role
 from shared.models import ConnectionStatus, CreateTicket, ImprovementAction, TicketListQuery
+from shared.ports import ImprovementActions
 from shared.records import Connection, IdempotencyRecord, new_ticket_id
-from shared.services import ticket_mapping
-from shared.services.ticketing import (
-    CreateResult,
-    TicketingPolicy,
-    TicketingService,
-    idempotency_key_hash,
-    request_fingerprint,
-)
+from shared.services.idempotency_claims import idempotency_key_hash, request_fingerprint
+from shared.services.ticket_content import Requester, ticket_content
+from shared.services.ticket_creation import CreateResult
+from shared.services.ticket_policy import TicketingPolicy
+from shared.services.ticketing import TicketingService
+from tests.fakes.clock import FakeClock
 from tests.fakes.connections import InMemoryConnectionRepository
-from tests.fakes.tickets import FakeActions, FakeServiceNow, InMemoryClaims, InMemoryTickets
+from tests.fakes.tickets import (
+    InMemoryClaims,
+    InMemoryImprovementActions,
+    InMemoryServiceNowRecords,
+    InMemoryTickets,
+    UnconfiguredImprovementActions,
+)
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 NOW = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
@@ -47,13 +55,12 @@ ACTION = ImprovementAction(
 
 @dataclass
 class World:
-    servicenow: FakeServiceNow = field(default_factory=FakeServiceNow)
+    servicenow: InMemoryServiceNowRecords = field(default_factory=InMemoryServiceNowRecords)
     tickets: InMemoryTickets = field(default_factory=InMemoryTickets)
     claims: InMemoryClaims = field(default_factory=InMemoryClaims)
     connections: InMemoryConnectionRepository = field(default_factory=InMemoryConnectionRepository)
-    actions: FakeActions = field(default_factory=lambda: FakeActions(ACTION))
-    now: datetime = NOW
-    slept: list[float] = field(default_factory=list)
+    actions: ImprovementActions = field(default_factory=lambda: InMemoryImprovementActions(ACTION))
+    clock: FakeClock = field(default_factory=lambda: FakeClock(NOW))
     policy: TicketingPolicy = field(default_factory=TicketingPolicy)
 
     def __post_init__(self) -> None:
@@ -76,14 +83,12 @@ class World:
             servicenow=self.servicenow,
             actions=self.actions,
             policy=self.policy,
-            clock=lambda: self.now,
-            sleep=self._sleep,
+            clock=self.clock,
         )
 
-    async def _sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += timedelta(seconds=seconds)
-        await asyncio.sleep(0)
+    @property
+    def slept(self) -> list[float]:
+        return self.clock.slept
 
     async def create(self, key: str | None = "key-1", **changes: Any) -> CreateResult:
         return await self.service.create(CALLER, request(**changes), key)
@@ -128,16 +133,13 @@ async def test_an_incident_maps_every_field() -> None:
     )
     assert (ticket.state, ticket.state_name, ticket.priority) == ("1", "Open", 2)
     assert (ticket.due_date, ticket.created_by, ticket.created_at) == (date(2026, 6, 30), "Wendy Writer", NOW)
-    assert await world.service.get(TENANT, ticket.id) == ticket
+    assert await world.service.ticket(TENANT, ticket.id) == ticket
 
 
 @pytest.mark.parametrize("priority", [1, 2, 3, 4, 5])
 async def test_impact_and_urgency_give_back_the_requested_priority(priority: int) -> None:
     world = World()
-    sent = ticket_mapping.record_fields(
-        ticket_id="t", ticket_type="incident", name="n", text="", priority=priority, due=date(2026, 1, 1),
-        source="user", category="Data", action_id=None, action_link=None, user_name="u", user_id="i",
-    )  # fmt: skip
+    sent = ticket_content(request(priority=priority), Requester(TENANT, "i", "u"), "t", None).fields
     assert "priority" not in sent
     result = await world.create(priority=priority)
     assert result.ticket.priority == priority
@@ -178,10 +180,33 @@ async def test_secure_score_fills_what_is_missing() -> None:
     assert world.claims.rows.keys() == {(TENANT, idempotency_key_hash("key-1"))}  # nothing claimed for k2
 
 
+@pytest.mark.parametrize("filled", [False, True])
+async def test_an_improvement_action_without_graph_is_503_and_stores_nothing(filled: bool) -> None:
+    world = World(actions=UnconfiguredImprovementActions())
+    gaps: dict[str, Any] = (
+        {} if filled else {"name": None, "description": None, "recommendationCategory": None}
+    )
+    with pytest.raises(DependencyNotConfigured) as failed:
+        await world.create(improvementActionId="AdminMFAV2", **gaps)
+    assert (status_for(failed.value), failed.value.code) == (503, "dependency_not_configured")
+    assert world.claims.rows == {}
+    assert world.tickets.rows == {}
+    assert world.all_records() == []
+    assert (await world.create(key="k2")).created  # a ticket without an action needs no Graph
+
+
+async def test_a_repeat_of_a_made_ticket_reads_no_improvement_action() -> None:
+    world = World()
+    await world.create(improvementActionId="AdminMFAV2")
+    world.actions = UnconfiguredImprovementActions()  # Graph gone: the repeat does not need it
+    again = await world.create(improvementActionId="AdminMFAV2")
+    assert again.created is False
+
+
 async def test_due_date_is_past_only_once_the_day_is_over_everywhere() -> None:
-    world = World(now=datetime(2026, 6, 2, 11, 0, tzinfo=UTC))  # still June 1st in UTC-12
+    world = World(clock=FakeClock(datetime(2026, 6, 2, 11, 0, tzinfo=UTC)))  # still June 1st in UTC-12
     await world.create(dueDate="2026-06-01")
-    world.now = datetime(2026, 6, 2, 12, 0, 1, tzinfo=UTC)
+    world.clock.current = datetime(2026, 6, 2, 12, 0, 1, tzinfo=UTC)
     with pytest.raises(BadRequest):
         await world.create(key="k2", dueDate="2026-06-01")
 
@@ -285,7 +310,6 @@ async def test_a_long_retry_after_is_passed_on_not_slept() -> None:
 
 async def test_a_crashed_claim_is_taken_over_after_its_lease_and_finished_from_servicenow() -> None:
     world = World()
-    world.policy = TicketingPolicy(wait_for_claim_s=0.0)
     world.servicenow.outcomes = ["lost"]
 
     # The first request dies after ServiceNow's 201: simulate by failing our own row write.
@@ -299,9 +323,12 @@ async def test_a_crashed_claim_is_taken_over_after_its_lease_and_finished_from_s
     world.tickets.add = add  # type: ignore[method-assign]
     [record] = world.all_records()
 
-    with pytest.raises(IdempotencyKeyInProgress):  # its lease is still running
+    with pytest.raises(IdempotencyKeyInProgress) as in_progress:  # its lease is still running
         await world.create()
-    world.now += world.policy.lease
+    waited = world.clock.now() - NOW
+    assert waited >= timedelta(seconds=world.policy.wait_for_claim_s)  # it waited for the claimant first
+    assert in_progress.value.retry_after == (world.policy.lease - waited).total_seconds()
+    world.clock.current += world.policy.lease
     result = await world.create()
     assert result.created
     assert result.ticket.id == record["correlation_id"]
@@ -324,11 +351,13 @@ async def test_listing_reading_and_the_summary_use_the_tenants_state_names() -> 
     ids = [
         (await world.create(key=None, type=t)).ticket.id for t in ("incident", "incident", "change_request")
     ]
-    page = await world.service.list(TENANT, TicketListQuery(top=2))
+    page = await world.service.page(TENANT, TicketListQuery(top=2))
     assert [t.id for t in page.items] == sorted(ids)[:2]
     assert page.continuation_token is not None
     with pytest.raises(NotFound):
-        await world.service.get("someone-else", ids[0])
+        await world.service.ticket("someone-else", ids[0])
+    with pytest.raises(NotFound):
+        await world.service.ticket(TENANT, "not-a-ticket-id")
     summary = await world.service.summary(TENANT)
     assert summary.incident.total == 2
     assert summary.incident.states[0].model_dump() == {"state": "1", "name": "Open", "count": 2}
@@ -344,7 +373,7 @@ def claim_of(world: World, key: str = "key-1") -> IdempotencyRecord:
 
 
 async def test_a_create_that_commits_after_the_lookup_is_not_sent_again_within_the_settle_window() -> None:
-    world = World(policy=TicketingPolicy(wait_for_claim_s=0.0))
+    world = World()
     world.servicenow.outcomes = ["late"]  # times out while ServiceNow still works; commits after our lookup
     with pytest.raises(UpstreamUnavailable) as failed:
         await world.create()
@@ -359,10 +388,13 @@ async def test_a_create_that_commits_after_the_lookup_is_not_sent_again_within_t
     )
     assert (failed.value.retry_after, world.slept) == (75, [])
 
-    world.now += timedelta(seconds=30)  # a retry inside the window neither creates nor takes over
-    with pytest.raises(IdempotencyKeyInProgress):
-        await world.create()
-    world.now = NOW + timedelta(seconds=failed.value.retry_after)
+    world.clock.advance(seconds=30)  # a retry inside the window neither creates nor takes over
+    with pytest.raises(IdempotencyKeyInProgress) as in_progress:
+        await world.create()  # after waiting for the claim as long as the policy says
+    assert world.clock.now() >= NOW + timedelta(seconds=30 + world.policy.wait_for_claim_s)
+    lease_left = NOW + timedelta(seconds=75) - world.clock.now()
+    assert in_progress.value.retry_after == lease_left.total_seconds()  # when the lease ends
+    world.clock.current = NOW + timedelta(seconds=failed.value.retry_after)
     result = await world.create()
     assert result.created
     assert (result.ticket.id, result.ticket.number) == (record["correlation_id"], record["number"])
@@ -376,7 +408,7 @@ async def test_after_the_settle_window_a_retry_looks_up_and_only_then_creates() 
     with pytest.raises(UpstreamUnavailable):
         await world.create()
     assert world.all_records() == []
-    world.now += world.policy.settle_window
+    world.clock.current += world.policy.settle_window
     result = await world.create()
     assert result.created
     assert result.ticket.id == world.all_records()[0]["correlation_id"]
@@ -412,6 +444,44 @@ async def test_a_short_settle_window_is_waited_out_within_the_request() -> None:
     assert len(world.all_records()) == 1
 
 
+async def test_a_settle_wait_that_would_pass_the_deadline_is_answered_not_waited() -> None:
+    policy = TicketingPolicy(settle_window=timedelta(seconds=30), max_retry_wait_s=40, create_deadline_s=20)
+    world = World(policy=policy)
+    world.servicenow.outcomes = ["timeout"]
+    with pytest.raises(UpstreamUnavailable) as failed:
+        await world.create()
+    assert (failed.value.retry_after, failed.value.ambiguous) == (30, True)
+    assert world.slept == []
+    assert (world.servicenow.creates, len(world.servicenow.lookups)) == (1, 1)
+
+
+async def test_a_backoff_that_would_pass_the_deadline_gives_up_at_once() -> None:
+    world = World(policy=TicketingPolicy(create_deadline_s=5))
+    world.servicenow.outcomes = ["rate_limited"]
+    world.servicenow.rate_limit_retry_after = 3
+    await world.create()  # 3 s fit into the deadline
+    assert world.slept == [3]
+
+    world.servicenow.outcomes = ["rate_limited"]
+    world.servicenow.rate_limit_retry_after = 6  # within max_retry_wait_s, but past the deadline
+    with pytest.raises(UpstreamUnavailable) as failed:
+        await world.create(key="k2")
+    assert failed.value.retry_after == 6
+    assert world.slept == [3]
+
+
+async def test_a_takeover_keeps_the_ticket_of_the_user_who_asked_first() -> None:
+    world = World()
+    world.servicenow.outcomes = ["unavailable"] * 3
+    with pytest.raises(UpstreamUnavailable):
+        await world.create()
+    someone_else = Caller(TENANT, "33333333-3333-3333-3333-333333333333", "Sam Second", CALLER.roles)
+    result = await world.service.create(someone_else, request(), "key-1")
+    assert result.ticket.created_by == "Wendy Writer"
+    [record] = world.all_records()
+    assert f"Requested by: Wendy Writer ({CALLER.user_id})" in record["description"]
+
+
 # --- which rejections free the key --------------------------------------------------------------------
 
 
@@ -427,7 +497,7 @@ async def test_a_refused_lookup_after_an_ambiguous_create_keeps_the_key() -> Non
         NOW,
         NOW + timedelta(seconds=75),
     )
-    world.now += world.policy.settle_window
+    world.clock.current += world.policy.settle_window
     result = await world.create()
     assert result.ticket.id == claim.ticket_id
     assert world.servicenow.creates == 1
@@ -470,7 +540,7 @@ async def test_a_slow_token_refresh_cannot_carry_a_create_past_a_takeover() -> N
 
     async def slow_refresh() -> None:
         # While this request fetched its token, its lease ran out and a retry took over and created.
-        world.now += world.policy.lease + timedelta(seconds=1)
+        world.clock.current += world.policy.lease + timedelta(seconds=1)
         assert (await world.create()).created
 
     world.servicenow.token_hook = slow_refresh
@@ -495,17 +565,17 @@ async def test_a_create_past_its_deadline_is_503_and_keeps_the_lease(stuck: str)
     assert failed.value.retry_after == 90
     assert claim.posted_at == (NOW if stuck == "post" else None)
     assert world.servicenow.creates == (1 if stuck == "post" else 0)
-    world.now += world.policy.lease
+    world.clock.current += world.policy.lease
     assert (await world.create()).ticket.id == claim.ticket_id
     assert len(world.all_records()) == 1
 
 
 async def test_the_settle_window_counts_from_the_failure_not_from_before_the_post() -> None:
-    world = World(policy=TicketingPolicy(wait_for_claim_s=0.0))
+    world = World()
     world.servicenow.outcomes = ["late"]
 
     def waited_for_a_connection() -> None:  # the POST left 19 s after its lease renewal was written
-        world.now += timedelta(seconds=19)
+        world.clock.advance(seconds=19)
 
     world.servicenow.on_the_wire = waited_for_a_connection
     with pytest.raises(UpstreamUnavailable) as failed:

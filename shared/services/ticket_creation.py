@@ -1,0 +1,274 @@
+"""Creating a ticket: an incident or change-request record in the tenant's ServiceNow, and its row.
+
+No duplicates, ever. The protocol (README "Idempotency" says it for API users):
+
+1. The Idempotency-Key (or, without one, a random key per request) is claimed with a conditional
+   insert into the `idempotency` table *before* ServiceNow is called. The claim holds the request
+   fingerprint, the ticket id chosen up front, and a lease: until `lease_until` the claimant alone
+   may send creates.
+2. The record goes to ServiceNow with `correlation_id` = that ticket id. A create (POST) is sent
+   once per attempt. The access token is fetched first; then the lease is renewed
+   (ETag-conditional) and `posted_at` written, immediately before the POST leaves: a create whose
+   claim was taken over meanwhile is never sent, and however slow the token was, the POST has
+   the whole lease.
+3. A failure that ServiceNow certainly did not process (never sent, 429, 503 with Retry-After) is
+   retried at once (honouring a short Retry-After). After an *ambiguous* one (timeout after
+   sending, dropped connection, 500/502/504, bare 503) the record is looked up by correlation id,
+   and if it is not there no create is sent until the ambiguous one is `settle_window` old (75 s:
+   ServiceNow's transaction quota of 60 s plus a margin), because it may still commit. Meanwhile
+   the claim keeps its lease until then and the caller gets 503 with Retry-After = the time left.
+4. The ticket row is written, then the claim marked completed.
+
+A second request with the key finds the claim: another body is 422; completed returns the ticket
+(200); in progress with a live lease waits briefly for it, then 409 `idempotency_key_in_progress`
+with Retry-After; in progress with a free or expired lease (the first request gave up, or
+crashed) takes the lease over, looks ServiceNow up by correlation id, and creates only if nothing
+is there and the claim's `posted_at` is older than the settle window. Twenty concurrent requests
+with one key therefore make one record.
+
+The claim is deleted (the key free again) only when ServiceNow refused the create itself and no
+create of the claim may have made a record; any other failure keeps the claim and its ticket id.
+A create runs under an overall deadline (`create_deadline_s`), well inside the front end's limit;
+past it the caller gets 503 and the lease is kept.
+
+What is left: a create whose transaction outlives the settle window (an instance whose REST quota
+was raised above 60 s, or a transaction queued behind others for long) could still commit after
+the lookup that let a second create go. Raise `settle_window` for such instances.
+
+Who does what: `idempotency_claims` keeps the claim (lease, settle window, release, completion),
+`ticket_record` finds or creates the record, `ticket_content` says what the record and the row
+contain; this module runs the protocol from the request to the stored ticket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.errors import (
+    AppError,
+    BadRequest,
+    ConnectionNotReady,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    NotFound,
+    PreconditionFailed,
+    ReauthorizationRequired,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from shared.identity import Caller
+from shared.models import ConnectionStatus, CreateTicket, ImprovementAction, TicketView
+from shared.ports import (
+    ConnectionStore,
+    IdempotencyClaims,
+    ImprovementActions,
+    ServiceNowRecord,
+    ServiceNowRecords,
+    TicketStore,
+)
+from shared.records import Connection, IdempotencyRecord, Ticket, new_ticket_id
+from shared.services.idempotency_claims import (
+    ClaimKeeper,
+    HeldClaim,
+    idempotency_key_hash,
+    request_fingerprint,
+)
+from shared.services.ticket_content import Requester, TicketContent, check_due_date, ticket_content
+from shared.services.ticket_policy import TicketingPolicy
+from shared.services.ticket_queries import ticket_view
+from shared.services.ticket_record import RecordMaker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    ticket: TicketView
+    created: bool  # False: the ticket already existed for this Idempotency-Key
+
+
+@dataclass
+class _Job:
+    """One create request as it goes through the protocol."""
+
+    caller: Caller
+    request: CreateTicket
+    connection: Connection
+    deadline: datetime
+    action: ImprovementAction | None = None  # read from Secure Score when first needed
+
+
+class TicketCreation:
+    def __init__(
+        self,
+        *,
+        connections: ConnectionStore,
+        tickets: TicketStore,
+        idempotency: IdempotencyClaims,
+        servicenow: ServiceNowRecords,
+        actions: ImprovementActions,
+        policy: TicketingPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        policy = policy or TicketingPolicy()
+        self._connections = connections
+        self._tickets = tickets
+        self._actions = actions
+        self._policy = policy
+        self._clock = clock
+        self._claims = ClaimKeeper(claims=idempotency, tickets=tickets, policy=policy, clock=clock)
+        self._records = RecordMaker(servicenow=servicenow, policy=policy, clock=clock)
+
+    async def create(
+        self, caller: Caller, request: CreateTicket, idempotency_key: str | None
+    ) -> CreateResult:
+        """Create the ticket, or return the one this Idempotency-Key already made.
+
+        Raises:
+            BadRequest: due date in the past, bad Idempotency-Key, unknown improvement action.
+            ConnectionNotReady, ReauthorizationRequired: ServiceNow cannot be used for the tenant.
+            DependencyNotConfigured: an improvement action is named and Graph is not configured.
+            IdempotencyKeyReused: the key was used with another body.
+            IdempotencyKeyInProgress: another request with the key is still creating the ticket.
+            UpstreamUnavailable: ServiceNow (or Graph, or storage) is down or rate limiting us, a
+                create's outcome is not known yet (retry_after: when a retry can go on), or the
+                create ran past its deadline.
+            UpstreamRejected: ServiceNow refused the record, or the lookup of it.
+        """
+        now = self._clock.now()
+        check_due_date(request.due_date, now)
+        key_hash = idempotency_key_hash(idempotency_key)
+        deadline = now + timedelta(seconds=self._policy.create_deadline_s)
+        job = _Job(caller, request, await self._ready_connection(caller.tenant_id), deadline)
+        fingerprint = request_fingerprint(request)
+        for _ in range(3):  # a claim can vanish (released after a rejection) between reads
+            claim = await self._claims.find(caller.tenant_id, key_hash)
+            if claim is None:
+                result = await self._claim_and_create(job, key_hash, fingerprint)
+            elif claim.fingerprint != fingerprint:
+                raise IdempotencyKeyReused()
+            else:
+                result = await self._repeat(job, claim)
+            if result is not None:
+                return result
+        raise IdempotencyKeyInProgress()
+
+    async def _claim_and_create(self, job: _Job, key_hash: str, fingerprint: str) -> CreateResult | None:
+        """The key is free: claim it, then create. None when a concurrent request claimed it first."""
+        requester = Requester(job.caller.tenant_id, job.caller.user_id, job.caller.name)
+        ticket_id = new_ticket_id(self._clock.now())
+        content = ticket_content(job.request, requester, ticket_id, await self._action(job))
+        held = await self._claims.claim(job.caller, key_hash, fingerprint, ticket_id)
+        if held is None:
+            return None  # deal with the other request's claim
+        return CreateResult(await self._fulfil(job, held, content, look_first=False), created=True)
+
+    async def _repeat(self, job: _Job, claim: IdempotencyRecord) -> CreateResult | None:
+        """The key was claimed: its ticket; or, with the lease now ours, the create an earlier
+        request started, finished. None when the claim was released meanwhile."""
+        outcome = await self._claims.await_or_take_over(claim)
+        if isinstance(outcome, Ticket):
+            return CreateResult(ticket_view(outcome, job.connection), created=False)
+        if outcome is None:
+            return None
+        requester = Requester(claim.tenant_id, claim.created_by, claim.created_by_name)
+        content = ticket_content(job.request, requester, claim.ticket_id, await self._action(job))
+        return CreateResult(await self._fulfil(job, outcome, content, look_first=True), created=True)
+
+    async def _ready_connection(self, tenant_id: str) -> Connection:
+        connection = await self._connections.get(tenant_id)
+        if connection is None or connection.status in (
+            ConnectionStatus.NOT_CONFIGURED,
+            ConnectionStatus.PENDING_AUTHORIZATION,
+        ):
+            raise ConnectionNotReady()
+        if connection.status == ConnectionStatus.REAUTHORIZATION_REQUIRED:
+            raise ReauthorizationRequired()
+        return connection
+
+    async def _action(self, job: _Job) -> ImprovementAction | None:
+        """The improvement action the request names, read from Secure Score once per request.
+
+        Without Graph its `DependencyNotConfigured` (503) goes to the caller as it is: the action
+        cannot be checked, and that is not the caller's mistake.
+        """
+        action_id = job.request.improvement_action_id
+        if action_id is None or job.action is not None:
+            return job.action
+        try:
+            job.action = await self._actions.get_improvement_action(job.caller.tenant_id, action_id)
+        except NotFound as exc:
+            message = f"Improvement action {action_id} was not found in Microsoft Secure Score."
+            raise BadRequest(message, fields=[{"field": "improvementActionId", "message": message}]) from exc
+        return job.action
+
+    async def _fulfil(
+        self, job: _Job, held: HeldClaim, content: TicketContent, *, look_first: bool
+    ) -> TicketView:
+        """Steps 2 to 4: the record (found or made), then the ticket row, then the claim completed."""
+        record = await self._record(job, held, content, look_first=look_first)
+        row = content.ticket(record, instance_url=job.connection.instance_url, at=self._clock.now())
+        ticket = await self._store(row)
+        await self._claims.mark_completed(held.claim)
+        logger.info("Created %s %s (ticket %s)", content.table, ticket.number, ticket.ticket_id)
+        return ticket_view(ticket, job.connection)
+
+    async def _record(
+        self, job: _Job, held: HeldClaim, content: TicketContent, *, look_first: bool
+    ) -> ServiceNowRecord:
+        """The record, by the deadline. After a failure the claim is released only if no create of
+        it can have made a record; else it is kept, with its lease while one may still commit."""
+        try:
+            # The clock sets the deadline; only a timer can end an await that hangs (a token
+            # refresh, a POST), so the time left to it is handed to one.
+            async with asyncio.timeout((job.deadline - self._clock.now()).total_seconds()):
+                return await self._records.find_or_create(
+                    held, job.connection, content, look_first=look_first, deadline=job.deadline
+                )
+        except TimeoutError:
+            raise self._overdue(held) from None
+        except IdempotencyKeyInProgress:
+            raise  # another request took the claim over: it is theirs to write now
+        except AppError as exc:
+            held.outcome_unknown()
+            if isinstance(exc, UpstreamRejected) and held.refused and not held.may_have_made_a_record:
+                await held.release()  # ServiceNow refused the record and none can exist: the key is free
+                raise
+            settles = await held.keep()
+            if isinstance(exc, UpstreamUnavailable) and settles is not None:
+                raise self._retry_when_settled(exc, settles) from exc
+            raise
+
+    def _retry_when_settled(self, error: UpstreamUnavailable, settles: datetime) -> UpstreamUnavailable:
+        """`error` with Retry-After no sooner than a retry can make progress."""
+        left = math.ceil((settles - self._clock.now()).total_seconds())
+        return UpstreamUnavailable(
+            error.message,
+            retry_after=max(error.retry_after, left),
+            hinted=error.hinted,
+            ambiguous=error.ambiguous,
+        )
+
+    def _overdue(self, held: HeldClaim) -> UpstreamUnavailable:
+        """The create ran out of time. The claim keeps its lease (a POST may be on the wire)."""
+        logger.warning("Creating ticket %s took longer than its deadline", held.claim.ticket_id)
+        return UpstreamUnavailable(
+            "ServiceNow is too slow to create the ticket now. Retry with the same Idempotency-Key "
+            "after the Retry-After time.",
+            retry_after=held.lease_left(),
+            ambiguous=held.may_have_made_a_record,
+        )
+
+    async def _store(self, ticket: Ticket) -> Ticket:
+        try:
+            return await self._tickets.add(ticket)
+        except PreconditionFailed:
+            existing = await self._tickets.get(ticket.tenant_id, ticket.ticket_id)
+            if existing is None:
+                raise
+            return existing  # a takeover stored it first

@@ -1,0 +1,99 @@
+"""The read side: a tenant's tickets a page at a time, one ticket, the summary cards, and how a
+ticket is shown (state names from the tenant's connection, a link into its instance)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from shared.errors import NotFound
+from shared.models import (
+    StateCount,
+    TicketListQuery,
+    TicketPage,
+    TicketSummary,
+    TicketTypeSummary,
+    TicketView,
+)
+from shared.ports import ConnectionStore, TicketStore
+from shared.records import TICKET_ID, Connection, Ticket
+from shared.ticket_states import CHANGE_REQUEST, INCIDENT, StateLabels, effective_state_names
+
+
+class TicketQueries:
+    def __init__(self, *, connections: ConnectionStore, tickets: TicketStore) -> None:
+        self._connections = connections
+        self._tickets = tickets
+
+    async def page(self, tenant_id: str, query: TicketListQuery) -> TicketPage:
+        """One page of the tenant's tickets, newest first, and the next page's token."""
+        items, token = await self._tickets.page(
+            tenant_id,
+            type=query.type,
+            state=query.state,
+            top=query.top,
+            continuation_token=query.continuation_token,
+        )
+        connection = await self._connections.get(tenant_id)
+        return TicketPage(items=[ticket_view(t, connection) for t in items], continuation_token=token)
+
+    async def ticket(self, tenant_id: str, ticket_id: str) -> TicketView:
+        """One ticket of the tenant. Raises NotFound for unknown ids and other tenants' tickets."""
+        ticket = await self._tickets.get(tenant_id, ticket_id) if TICKET_ID.match(ticket_id) else None
+        if ticket is None:
+            raise NotFound("No such ticket.")
+        return ticket_view(ticket, await self._connections.get(tenant_id))
+
+    async def summary(self, tenant_id: str) -> TicketSummary:
+        """The two cards: per type, the total and a count per state (every known state, then others)."""
+        counts = await self._tickets.count_by_state(tenant_id)
+        names = _state_names(await self._connections.get(tenant_id))
+        return TicketSummary(
+            incident=_card(INCIDENT, counts, names), change_request=_card(CHANGE_REQUEST, counts, names)
+        )
+
+
+def ticket_view(ticket: Ticket, connection: Connection | None) -> TicketView:
+    """A ticket as the portal shows it, its state named as the tenant's connection names it."""
+    names = _state_names(connection)
+    return TicketView(
+        id=ticket.ticket_id,
+        type=ticket.type,
+        number=ticket.number,
+        sys_id=ticket.sys_id,
+        url=record_url(ticket.instance_url, ticket.type, ticket.sys_id),
+        state=ticket.state,
+        state_name=names[ticket.type].get(ticket.state, ticket.state),
+        name=ticket.name,
+        description=ticket.description,
+        priority=ticket.priority,
+        due_date=ticket.due_date,
+        recommendation_source=ticket.recommendation_source,
+        recommendation_category=ticket.recommendation_category,
+        improvement_action_id=ticket.improvement_action_id,
+        created_by=ticket.created_by_name,
+        created_at=ticket.created_at,
+        state_updated_at=ticket.state_updated_at,
+        deleted_in_service_now_at=ticket.deleted_in_servicenow_at,
+    )
+
+
+def record_url(instance_url: str, table: str, sys_id: str) -> str:
+    """A deep link that opens the record inside the instance's navigation frame."""
+    target = f"{table}.do?sys_id={sys_id}"
+    return f"{instance_url.rstrip('/')}/nav_to.do?uri={quote(target, safe='')}"
+
+
+def _card(table: str, counts: dict[tuple[str, str], int], names: StateLabels) -> TicketTypeSummary:
+    seen = [state for (kind, state) in counts if kind == table]
+    codes = [*names[table], *sorted(set(seen) - set(names[table]))]
+    states = [
+        StateCount(state=code, name=names[table].get(code, code), count=counts.get((table, code), 0))
+        for code in codes
+    ]
+    return TicketTypeSummary(total=sum(s.count for s in states), states=states)
+
+
+def _state_names(connection: Connection | None) -> StateLabels:
+    if connection is None:
+        return effective_state_names({})
+    return effective_state_names(connection.state_names, connection.instance_state_labels)
