@@ -1,9 +1,9 @@
 """Sync: the timer that fans out one message per connected tenant, the worker that syncs one tenant,
 and `POST /api/sync` for an admin who wants it now.
 
-The timer only lists and enqueues (and deletes a bounded number of long-expired OAuth states), so
-it stays cheap however many tenants there are; the queue spreads the work over instances, and one
-tenant's failure is only its own message's.
+The timer only lists and enqueues (and deletes a bounded number of long-expired OAuth states and
+idempotency claims), so it stays cheap however many tenants there are; the queue spreads the work
+over instances, and one tenant's failure is only its own message's.
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ async def sync_timer(timer: func.TimerRequest, context: func.Context) -> None:
     with log_context(invocation_id=context.invocation_id):
         if timer.past_due:
             logger.info("The sync timer is past due; running now")
-        syncing = get_container().syncing
+        container = get_container()
+        syncing, ticketing = container.syncing, container.ticketing
         try:
             await syncing.enqueue_connected("timer")
         finally:
-            # Housekeeping that rides on the timer: expired OAuth states (bounded; never raises).
+            # Housekeeping that rides on the timer: expired OAuth states and idempotency claims
+            # (bounded; never raises).
             await syncing.purge_expired_states()
+            await ticketing.purge_expired_claims()
 
 
 @bp.function_name("sync_worker")

@@ -19,9 +19,13 @@ async def tickets_create(req: func.HttpRequest, caller: Caller) -> func.HttpResp
     request = parse_body(req, CreateTicket)
     key = req.headers.get("Idempotency-Key")
     result = await get_container().ticketing.create(caller, request, key)
+    location = {"Location": f"/api/tickets/{result.ticket.id}"}
+    if result.ticket.status == "creating":
+        # ServiceNow has not confirmed the record yet: a worker finishes it; GET the Location.
+        return json_response(result.ticket, 202, location)
     if not result.created:
         return json_response(result.ticket, 200)
-    return json_response(result.ticket, 201, {"Location": f"/api/tickets/{result.ticket.id}"})
+    return json_response(result.ticket, 201, location)
 
 
 @bp.function_name("tickets_list")

@@ -153,6 +153,12 @@ class Container:
 
         return self._get("sync_queue", lambda: self._build_queue(SYNC_QUEUE))
 
+    @property
+    def ticket_queue(self) -> MessageQueue:
+        from shared.models import TICKET_CREATE_QUEUE
+
+        return self._get("ticket_queue", lambda: self._build_queue(TICKET_CREATE_QUEUE))
+
     def _build_queue(self, name: str) -> MessageQueue:
         from shared.stores.queues import StorageQueue
 
@@ -181,6 +187,7 @@ class Container:
                 idempotency=self.idempotency,
                 servicenow=self.servicenow_tables,
                 actions=self.graph,
+                queue=self.ticket_queue,
             ),
         )
 

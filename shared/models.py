@@ -1,4 +1,4 @@
-"""Pydantic models of the HTTP API and the sync queue: requests and responses, camelCase on the wire.
+"""Pydantic models of the HTTP API and the queues: requests and responses, camelCase on the wire.
 
 Stored rows and Key Vault values are in `shared.records`."""
 
@@ -134,6 +134,9 @@ RecommendationSource = Literal["microsoft", "user"]
 TicketName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=160)]
 TicketDescription = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
 IMPROVEMENT_ACTION_ID = r"^[0-9A-Za-z_.-]*[0-9A-Za-z_-][0-9A-Za-z_.-]*$"
+# creating: ServiceNow has not confirmed the record yet (a worker finishes it); created: the
+# record exists; failed: it will not be made (`failureReason` says why).
+TicketStatus = Literal["creating", "created", "failed"]
 
 
 class CreateTicket(ApiModel):
@@ -204,7 +207,11 @@ class TicketView(ApiModel):
     created_at: AwareDatetime
     state_updated_at: AwareDatetime
     # Set when the sync found the record gone from ServiceNow; `state` is then the last one seen.
-    deleted_in_service_now_at: AwareDatetime | None = None
+    deleted_in_servicenow_at: AwareDatetime | None = Field(default=None, alias="deletedInServiceNowAt")
+    # `creating` until ServiceNow confirms the record: `number`, `sysId`, `url`, `state` and
+    # `stateName` are empty until then, and stay so when it `failed` (`failureReason` says why).
+    status: TicketStatus = "created"
+    failure_reason: str | None = None
 
 
 class TicketPage(ApiModel):
@@ -237,6 +244,24 @@ class TicketSummary(ApiModel):
 
     incident: TicketTypeSummary = Field(alias="incident")
     change_request: TicketTypeSummary = Field(alias="change_request")
+
+
+TICKET_CREATE_QUEUE = "ticket-creates"  # creates ServiceNow has not confirmed; failures land in -poison
+
+
+class PendingCreate(ApiModel):
+    """One message on the `ticket-creates` queue: finish the ticket whose create ServiceNow has not
+    confirmed. Carries what the ServiceNow record receives (no secret: the token is fetched then),
+    not the Idempotency-Key itself but its hash; `round` counts the messages sent for it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    tenant_id: str = Field(min_length=1, max_length=100, pattern=r"^[0-9A-Za-z-]+$")
+    key_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    ticket_id: str = Field(pattern=r"^[0-9]{13}[0-9a-f]{8}$")
+    table: TicketType
+    fields: dict[str, str] = Field(max_length=32)
+    round: int = Field(default=0, ge=0, le=1000)
 
 
 # --- Sync -----------------------------------------------------------------------------------

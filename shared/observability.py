@@ -1,23 +1,20 @@
 """Logging context and redaction, on top of the standard `logging` module.
 
 The Functions host and Application Insights collect standard logging records, so we add to them
-rather than replace them: every record carries `invocation_id` and, once known, `tenant_id`; every
-record is scrubbed of secrets before any handler sees it; and control characters in its message are
-escaped, so that text a caller sent cannot start a forged line.
+rather than replace them: every record carries `invocation_id` and, once known, `tenant_id`; it is
+scrubbed of secrets before any handler sees it; and control characters in its message are escaped,
+so that text a caller sent cannot start a forged line.
 
-Redaction is the last line of defence: the first is never logging a secret (they travel as
-`SecretStr`). It has two parts:
-
+Redaction is the last line of defence (the first: secrets travel as `SecretStr`, never logged):
 - patterns, the same for every record: bearer tokens, `*_token=`/`client_secret=` pairs, `code=` and
   `token=` in query strings, `Authorization:` headers, JWTs and ServiceNow's opaque tokens;
-- exact values we know are secret, each kept in a scope. A tenant's values (its client secret and
-  what its ServiceNow instance returns, both chosen by the tenant) are scrubbed only from records
-  logged in that tenant's context, so no tenant can make text vanish from another tenant's logs.
-  Values seen before the tenant is known (the OAuth callback) belong to that invocation only.
-  Operator-supplied values (Graph client secret, app keys) are scrubbed everywhere.
-
-A record consults at most three small scopes, so its cost does not grow with the number of
-tenants, and registering a value touches only its own scope.
+- exact values known to be secret, each in a scope. A tenant's values (its client secret and what
+  its ServiceNow instance returns, both chosen by the tenant) are scrubbed only from records logged
+  in that tenant's context, so no tenant can make text vanish from another tenant's logs. Values
+  seen before the tenant is known (the OAuth callback) belong to that invocation only. Values the
+  operator supplies (Graph client secret, app keys) are scrubbed everywhere.
+A record consults at most three small scopes, so its cost does not grow with the number of tenants,
+and registering a value touches only its own scope.
 """
 
 from __future__ import annotations
@@ -64,7 +61,10 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _OPAQUE_LENGTH = 64
 _OPAQUE = re.compile(rf"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{{{_OPAQUE_LENGTH},}}(?![A-Za-z0-9_-])")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_NAMED_CONTROLS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPES = {
+    **{chr(c): f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]},
+    **{"\n": "\\n", "\r": "\\r", "\t": "\\t", "\u2028": "\\u2028", "\u2029": "\\u2029"},
+}
 
 _MIN_SECRET_LENGTH = 8
 _VALUES_PER_SCOPE = 64  # a tenant's client secret, its live tokens and a day of rotated ones
@@ -74,8 +74,7 @@ _INVOCATION_SCOPES = 10_000
 
 
 class _ValueSet:
-    """A few secret values of one scope, with their percent-encoded forms (as in a logged URL).
-
+    """A few secret values of one scope and their percent-encoded forms (as in a logged URL).
     Readers use `forms` without a lock: it is replaced whole, never changed in place."""
 
     __slots__ = ("_limit", "_values", "forms")
@@ -109,7 +108,8 @@ class _Scopes:
         self._limit = limit
         self._sets: OrderedDict[str, _ValueSet] = OrderedDict()
 
-    def add(self, key: str, value: str) -> None:
+    def open(self, key: str) -> _ValueSet:
+        """The set of `key`, made if new; kept longest as it is the most recently used."""
         values = self._sets.get(key)
         if values is None:
             values = self._sets[key] = _ValueSet(_VALUES_PER_SCOPE)
@@ -117,7 +117,7 @@ class _Scopes:
                 self._sets.popitem(last=False)
         else:
             self._sets.move_to_end(key)
-        values.add(value)
+        return values
 
     def get(self, key: str | None) -> _ValueSet | None:
         return self._sets.get(key) if key else None
@@ -134,27 +134,19 @@ class _Redactor:
         self._invocations = _Scopes(_INVOCATION_SCOPES)
 
     def register(
-        self,
-        values: tuple[str | None, ...],
-        *,
-        tenant_id: str | None,
-        invocation_id: str | None,
-        app_wide: bool,
+        self, values: list[str], tenant_id: str | None, invocation_id: str | None, app_wide: bool
     ) -> None:
         with self._lock:
+            if app_wide:
+                target = self._app
+            elif tenant_id:
+                target = self._tenants.open(tenant_id)
+            else:
+                target = self._invocations.open(invocation_id) if invocation_id else self._unscoped
             for value in values:
-                if not value or len(value) < _MIN_SECRET_LENGTH:
-                    continue
-                if app_wide:
-                    self._app.add(value)
-                elif tenant_id:
-                    self._tenants.add(tenant_id, value)
-                elif invocation_id:
-                    self._invocations.add(invocation_id, value)
-                else:
-                    self._unscoped.add(value)
+                target.add(value)
 
-    def scrub(self, text: str, *, tenant_id: str | None, invocation_id: str | None) -> str:
+    def scrub(self, text: str, tenant_id: str | None, invocation_id: str | None) -> str:
         """`text` without the values its context may see and without secret-shaped substrings."""
         own = self._tenants.get(tenant_id) if tenant_id else self._unscoped
         for values in (own, self._invocations.get(invocation_id), self._app):
@@ -189,16 +181,14 @@ def _credential_like(word: str) -> bool:
     return len(word) >= _MIN_SECRET_LENGTH and any(c.isdigit() for c in word)
 
 
-def _redacted(match: re.Match[str]) -> str:
-    return REDACTED
-
-
-_GUARDED_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+_GUARDED_PATTERNS: tuple[
+    tuple[tuple[str, ...], re.Pattern[str], str | Callable[[re.Match[str]], str]], ...
+] = (
     (("token", "secret", "passw", "verifier", "assertion", "key"), _KEYED, _keep_key_and_quotes),
     (("code=", "token=", "sig="), _QUERY, _keep_key),
     (("authorization", "cookie"), _HEADER, _keep_key),
     (("bearer",), _BEARER, _keep_key),
-    (("eyj",), _JWT, _redacted),
+    (("eyj",), _JWT, REDACTED),
 )
 
 
@@ -211,14 +201,7 @@ def _opaque_token(match: re.Match[str]) -> str:
 
 def escape_controls(text: str) -> str:
     """CR, LF and the other C0/C1 controls (and Unicode line breaks) as visible escapes."""
-    return _CONTROL.sub(_escaped, text) if _CONTROL.search(text) else text
-
-
-def _escaped(match: re.Match[str]) -> str:
-    char = match.group()
-    return _NAMED_CONTROLS.get(char) or (
-        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
-    )
+    return _CONTROL.sub(lambda match: _ESCAPES[match.group()], text) if _CONTROL.search(text) else text
 
 
 _redactor = _Redactor()
@@ -231,21 +214,17 @@ def register_secret(*values: str | None, tenant_id: str | None = None, app_wide:
     records of `tenant_id`; else of the current context's tenant, or, before the tenant is known,
     of the current invocation.
     """
+    kept = [value for value in values if value and len(value) >= _MIN_SECRET_LENGTH]
+    if not kept:
+        return
     context = _context.get()
-    _redactor.register(
-        values,
-        tenant_id=tenant_id or context.get("tenant_id"),
-        invocation_id=context.get("invocation_id"),
-        app_wide=app_wide,
-    )
+    _redactor.register(kept, tenant_id or context.get("tenant_id"), context.get("invocation_id"), app_wide)
 
 
 def redact(text: str) -> str:
     """`text` as the current context may log it."""
     context = _context.get()
-    return _redactor.scrub(
-        text, tenant_id=context.get("tenant_id"), invocation_id=context.get("invocation_id")
-    )
+    return _redactor.scrub(text, context.get("tenant_id"), context.get("invocation_id"))
 
 
 @contextmanager
@@ -290,10 +269,10 @@ def _scrub_record(record: logging.LogRecord) -> None:
         record.stack_info = redact(record.stack_info)
 
 
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 
-def _format_exception(exc_info: ExcInfo) -> str:
+def _format_exception(exc_info: _ExcInfo) -> str:
     """As `logging.Formatter.formatException`, with the exceptions' own messages escaped: the
     traceback keeps its line breaks, a message cannot add lines of its own."""
     exc_type, value, tb = exc_info

@@ -106,6 +106,14 @@ class TicketStore(Protocol):
     async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int: ...
 
 
+class TicketRows(TicketStore, Protocol):
+    """The `tickets` table as ticket creation uses it: also finishing a row it wrote as `creating`."""
+
+    async def replace(self, ticket: Ticket) -> Ticket:
+        """ETag-conditional write of the whole row; PreconditionFailed when it changed since read."""
+        ...
+
+
 class IdempotencyClaims(Protocol):
     """The `idempotency` table: one claim per tenant and Idempotency-Key."""
 
@@ -121,6 +129,11 @@ class IdempotencyClaims(Protocol):
 
     async def release(self, record: IdempotencyRecord) -> None:
         """ETag-conditional delete: the key is free again."""
+        ...
+
+    async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
+        """Delete claims completed before `before` (never one in progress), at most `limit`;
+        returns how many."""
         ...
 
 

@@ -21,6 +21,7 @@ from shared.models import (
     RecommendationCategory,
     RecommendationSource,
     StateNames,
+    TicketStatus,
     TicketType,
 )
 
@@ -159,6 +160,11 @@ class Ticket(StoredRecord):
     # Set by the sync when the record no longer exists in ServiceNow: `state` then keeps
     # the last state seen, and the portal shows the ticket as deleted rather than as that state.
     deleted_in_servicenow_at: AwareDatetime | None = None
+    # `creating`: written before ServiceNow confirmed the record (no sys_id, number or state yet;
+    # the sync passes it by), finished by the `ticket-creates` worker. Rows older than this column
+    # have none, and are records ServiceNow made: `created`.
+    status: TicketStatus = "created"
+    failure_reason: str | None = None  # why a `failed` ticket was not made, in words
 
 
 class IdempotencyRecord(StoredRecord):
@@ -170,7 +176,8 @@ class IdempotencyRecord(StoredRecord):
     `posted_at` is when the latest create that ServiceNow may have carried out was sent: written
     (with the lease) immediately before every POST, put back when ServiceNow certainly did not
     process that one. Until it is older than the settle window no new create is sent, and a
-    claim that has one is never released (its record may exist).
+    claim that has one is never released (its record may exist). A completed claim is kept for
+    `TicketingPolicy.claim_retention` after `completed_at`, then deleted: the key is new again.
     """
 
     tenant_id: str

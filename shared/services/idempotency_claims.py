@@ -6,6 +6,10 @@ creates. Every later write is ETag-conditional, so a holder whose lease was take
 at its next write. `posted_at` is when the latest create that ServiceNow may have carried out was
 sent; until it is older than the settle window no other create may go, and the claim keeps its
 lease that long after a failure (`ticket_creation` tells the whole protocol).
+
+A claim whose ticket row is `creating` (answered 202; ServiceNow has not confirmed the record) is
+finished by whoever takes its lease over next: the `ticket-creates` worker, or a repeat of the key
+that comes after the lease ran out. While the lease is held, a repeat gets the row as it is.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ class HeldClaim:
         self.sending: datetime | None = None
         # ServiceNow refused the create itself (not a lookup).
         self.refused = False
+        # The claim's ticket row, when it was written as `creating` before this request held it.
+        self.row: Ticket | None = None
         self._store = store
         self._policy = policy
         self._clock = clock
@@ -189,7 +195,8 @@ class ClaimKeeper:
             return None
 
     async def await_or_take_over(self, claim: IdempotencyRecord) -> Ticket | HeldClaim | None:
-        """The finished ticket; or the claim with its lease now ours; or None if it was released.
+        """The finished ticket (or the `creating` one, while another holds the lease); or the claim
+        with its lease now ours (`row` set when the ticket is `creating`); or None if it was released.
 
         Raises:
             IdempotencyKeyInProgress: the claimant still holds its lease after our wait.
@@ -198,17 +205,19 @@ class ClaimKeeper:
         current: IdempotencyRecord | None = claim
         while current is not None:
             ticket = await self._tickets.get(current.tenant_id, current.ticket_id)
-            if ticket is not None:
+            if ticket is not None and ticket.status != "creating":
                 if current.status != "completed":  # the claimant stored the ticket, then stopped
                     await self.mark_completed(current)
                 return ticket
+            taken = await self.take_over(current)
+            if taken is not None:
+                taken.row = ticket
+                return taken
+            if ticket is not None:
+                return ticket  # creating, and someone holds the lease: nothing to wait for
             now = self._clock.now()
-            if current.status == "in_progress" and (
-                current.lease_until is None or current.lease_until <= now
-            ):
-                taken = await self._take_over(current, now)
-                if taken is not None:
-                    return taken
+            if current.status == "in_progress" and _lease_free(current, now):
+                pass  # another request took it over first: read it again at once
             elif now >= wait_until:
                 lease = current.lease_until
                 left = _seconds_until(lease, now) if lease is not None else 1
@@ -217,6 +226,20 @@ class ClaimKeeper:
                 await self._clock.sleep(self._policy.poll_interval_s)
             current = await self._claims.get(claim.tenant_id, claim.key_hash)
         return None
+
+    async def take_over(self, claim: IdempotencyRecord) -> HeldClaim | None:
+        """The claim with a fresh lease, when it is in progress and its lease free or run out;
+        None when it is not, or another request took it over first."""
+        now = self._clock.now()
+        if claim.status != "in_progress" or not _lease_free(claim, now):
+            return None
+        try:
+            taken = await self._claims.replace(
+                claim.model_copy(update={"lease_until": now + self._policy.lease})
+            )
+        except PreconditionFailed:
+            return None  # wait for that one instead
+        return self._held(taken)
 
     async def mark_completed(self, claim: IdempotencyRecord) -> None:
         current: IdempotencyRecord | None = claim
@@ -233,18 +256,12 @@ class ClaimKeeper:
         # The ticket row exists, and readers treat a claim with a ticket row as completed.
         logger.warning("Could not mark the claim of ticket %s completed", claim.ticket_id)
 
-    async def _take_over(self, claim: IdempotencyRecord, now: datetime) -> HeldClaim | None:
-        """The claim with a fresh lease; None when another request took it over first."""
-        try:
-            taken = await self._claims.replace(
-                claim.model_copy(update={"lease_until": now + self._policy.lease})
-            )
-        except PreconditionFailed:
-            return None  # wait for that one instead
-        return self._held(taken)
-
     def _held(self, claim: IdempotencyRecord) -> HeldClaim:
         return HeldClaim(claim, store=self._claims, policy=self._policy, clock=self._clock)
+
+
+def _lease_free(claim: IdempotencyRecord, now: datetime) -> bool:
+    return claim.lease_until is None or claim.lease_until <= now
 
 
 def _seconds_until(instant: datetime, now: datetime) -> int:

@@ -1,17 +1,20 @@
 """The sync's fan-out: the timer puts one message per connected tenant on the queue and deletes
-long-expired OAuth states; `POST /api/sync` puts one for the caller's tenant (policy: `syncing.py`).
+long-expired OAuth states and idempotency claims; `POST /api/sync` puts one for the caller's tenant
+(policy: `syncing.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import datetime
 
 from shared.clock import Clock
 from shared.errors import AppError, ConnectionNotReady, ReauthorizationRequired, SyncEnqueueFailed
 from shared.models import ConnectionStatus, SyncQueued, SyncReason, SyncRequest
-from shared.ports import ConnectionStore, MessageQueue, OAuthStateStore
+from shared.ports import ConnectionStore, IdempotencyClaims, MessageQueue, OAuthStateStore
 from shared.services.sync_config import SyncConfig
 
 logger = logging.getLogger(__name__)
@@ -21,6 +24,36 @@ ENQUEUE_CONCURRENCY = 32
 
 async def send_request(queue: MessageQueue, request: SyncRequest, *, delay_s: int = 0) -> None:
     await queue.send(request.model_dump_json(by_alias=True), delay_s=delay_s)
+
+
+async def purge_expired_claims(claims: IdempotencyClaims, *, before: datetime, limit: int) -> int:
+    """Delete idempotency claims completed before `before` (at most `limit`; never one in
+    progress); never raises. Housekeeping on the timer, beside the OAuth states."""
+    return await _purge(
+        claims.delete_expired(before, limit=limit),
+        what="idempotency claims",
+        done="idempotency claim(s) completed",
+        before=before,
+        limit=limit,
+    )
+
+
+async def _purge(deletion: Awaitable[int], *, what: str, done: str, before: datetime, limit: int) -> int:
+    """Run one bounded deletion; a failure is logged and the next run tries again."""
+    try:
+        deleted = await deletion
+    except AppError as error:
+        logger.warning("Could not delete expired %s: %s", what, error.message)
+        return 0
+    if deleted:
+        logger.info(
+            "Deleted %d %s before %s%s",
+            deleted,
+            done,
+            before.isoformat(),
+            " (the limit of one run; the next run goes on)" if deleted >= limit else "",
+        )
+    return deleted
 
 
 @dataclass
@@ -98,19 +131,13 @@ class SyncFanout:
         """
         cutoff = self._clock.now() - self._config.state_retention
         limit = self._config.state_purge_limit
-        try:
-            deleted = await self._states.delete_expired(cutoff, limit=limit)
-        except AppError as error:
-            logger.warning("Could not delete expired OAuth states: %s", error.message)
-            return 0
-        if deleted:
-            logger.info(
-                "Deleted %d OAuth state(s) that expired before %s%s",
-                deleted,
-                cutoff.isoformat(),
-                " (the limit of one run; the next run goes on)" if deleted >= limit else "",
-            )
-        return deleted
+        return await _purge(
+            self._states.delete_expired(cutoff, limit=limit),
+            what="OAuth states",
+            done="OAuth state(s) that expired",
+            before=cutoff,
+            limit=limit,
+        )
 
     async def request_sync(self, tenant_id: str) -> SyncQueued:
         """POST /api/sync: queue this tenant's sync now (only a connected tenant can sync)."""

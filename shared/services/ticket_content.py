@@ -108,22 +108,20 @@ class TicketContent:
 
     def ticket(self, record: Mapping[str, Any], *, instance_url: str, at: datetime) -> Ticket:
         """The ticket row of the record ServiceNow made (or had) for this content."""
-        priority = _int(record.get("priority"))
-        if priority != self.priority:
-            # The instance's lookup rules differ from ServiceNow's default matrix; show its answer.
-            logger.warning(
-                "ServiceNow set priority %s for requested %s", record.get("priority"), self.priority
-            )
+        return with_record(self.row(instance_url=instance_url, at=at), record, at=at)
+
+    def row(self, *, instance_url: str, at: datetime) -> Ticket:
+        """The ticket row before ServiceNow confirmed the record: `creating`, no sys_id, number or state."""
         return Ticket(
             tenant_id=self.requester.tenant_id,
             ticket_id=self.ticket_id,
             type=self.table,
-            sys_id=str(record.get("sys_id") or ""),
-            number=str(record.get("number") or ""),
+            sys_id="",
+            number="",
             instance_url=instance_url,
             name=self.name,
             description=self.description,
-            priority=priority if priority in IMPACT_URGENCY else self.priority,
+            priority=self.priority,
             due_date=self.due_date,
             recommendation_source=self.source,
             recommendation_category=self.category,
@@ -131,9 +129,9 @@ class TicketContent:
             created_by=self.requester.user_id,
             created_by_name=self.requester.name,
             created_at=at,
-            state=str(record.get("state") or _DEFAULT_STATE[self.table]),
+            state="",
             state_updated_at=at,
-            servicenow_updated_on=str(record.get("sys_updated_on") or "") or None,
+            status="creating",
         )
 
     def _servicenow_description(self) -> str:
@@ -155,6 +153,25 @@ class TicketContent:
         # ServiceNow's description holds 4,000 characters; the block must survive, so the text gives way.
         text = clip(self.description, DESCRIPTION_MAX - len(block) - 2) if self.description else ""
         return f"{text}\n\n{block}" if text else block
+
+
+def with_record(row: Ticket, record: Mapping[str, Any], *, at: datetime) -> Ticket:
+    """`row` (as `row()` wrote it) completed with the record ServiceNow made for it: `created`."""
+    priority = _int(record.get("priority"))
+    if priority != row.priority:
+        # The instance's lookup rules differ from ServiceNow's default matrix; show its answer.
+        logger.warning("ServiceNow set priority %s for requested %s", record.get("priority"), row.priority)
+    update = {
+        "sys_id": str(record.get("sys_id") or ""),
+        "number": str(record.get("number") or ""),
+        "priority": priority if priority in IMPACT_URGENCY else row.priority,
+        "state": str(record.get("state") or _DEFAULT_STATE[row.type]),
+        "state_updated_at": at,
+        "servicenow_updated_on": str(record.get("sys_updated_on") or "") or None,
+        "status": "created",
+        "failure_reason": None,
+    }
+    return row.model_copy(update=update)
 
 
 def ticket_content(

@@ -16,20 +16,26 @@ No duplicates, ever. The protocol (README "Idempotency" says it for API users):
    sending, dropped connection, 500/502/504, bare 503) the record is looked up by correlation id,
    and if it is not there no create is sent until the ambiguous one is `settle_window` old (75 s:
    ServiceNow's transaction quota of 60 s plus a margin), because it may still commit. Meanwhile
-   the claim keeps its lease until then and the caller gets 503 with Retry-After = the time left.
-4. The ticket row is written, then the claim marked completed.
+   the claim keeps its lease until then. If that is longer than a request waits, the caller gets
+   202 and the ticket `creating`: a message goes on `ticket-creates`, invisible until the window
+   has passed, then the ticket row (no sys_id or number yet) is written; the `ticket-creates`
+   worker (`ticket_completion`) finishes it under the same rules.
+4. The ticket row is written (or the `creating` one completed), then the claim marked completed.
 
 A second request with the key finds the claim: another body is 422; completed returns the ticket
-(200); in progress with a live lease waits briefly for it, then 409 `idempotency_key_in_progress`
-with Retry-After; in progress with a free or expired lease (the first request gave up, or
-crashed) takes the lease over, looks ServiceNow up by correlation id, and creates only if nothing
-is there and the claim's `posted_at` is older than the settle window. Twenty concurrent requests
-with one key therefore make one record.
+(200, also a `failed` one); a `creating` ticket whose lease is held is returned at once (202); in
+progress with a live lease and no row waits briefly for it, then 409 `idempotency_key_in_progress`
+with Retry-After; in progress with a free or expired lease (the first request gave up, crashed,
+or answered 202) takes the lease over, looks ServiceNow up by correlation id, and creates only if
+nothing is there and the claim's `posted_at` is older than the settle window. Twenty concurrent
+requests with one key therefore make one record.
 
 The claim is deleted (the key free again) only when ServiceNow refused the create itself and no
 create of the claim may have made a record; any other failure keeps the claim and its ticket id.
-A create runs under an overall deadline (`create_deadline_s`), well inside the front end's limit;
-past it the caller gets 503 and the lease is kept.
+Once the ticket is `creating`, a refusal of the create makes it `failed` instead (the claim
+completed). A create runs under an overall deadline (`create_deadline_s`), well inside the front
+end's limit; past it the caller gets 503 and the lease is kept (202 if the ticket is `creating`
+already). A completed claim is deleted by the timer `claim_retention` after its completion.
 
 What is left: a create whose transaction outlives the settle window (an instance whose REST quota
 was raised above 60 s, or a transaction queued behind others for long) could still commit after
@@ -37,7 +43,8 @@ the lookup that let a second create go. Raise `settle_window` for such instances
 
 Who does what: `idempotency_claims` keeps the claim (lease, settle window, release, completion),
 `ticket_record` finds or creates the record, `ticket_content` says what the record and the row
-contain; this module runs the protocol from the request to the stored ticket.
+contain, `ticket_pending` keeps `creating` rows and their messages; this module runs the protocol
+from the request to the stored ticket.
 """
 
 from __future__ import annotations
@@ -56,7 +63,6 @@ from shared.errors import (
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     NotFound,
-    PreconditionFailed,
     ReauthorizationRequired,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -67,9 +73,10 @@ from shared.ports import (
     ConnectionStore,
     IdempotencyClaims,
     ImprovementActions,
+    MessageQueue,
     ServiceNowRecord,
     ServiceNowRecords,
-    TicketStore,
+    TicketRows,
 )
 from shared.records import Connection, IdempotencyRecord, Ticket, new_ticket_id
 from shared.services.idempotency_claims import (
@@ -79,6 +86,7 @@ from shared.services.idempotency_claims import (
     request_fingerprint,
 )
 from shared.services.ticket_content import Requester, TicketContent, check_due_date, ticket_content
+from shared.services.ticket_pending import PendingCreates
 from shared.services.ticket_policy import TicketingPolicy
 from shared.services.ticket_queries import ticket_view
 from shared.services.ticket_record import RecordMaker
@@ -88,7 +96,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CreateResult:
-    ticket: TicketView
+    ticket: TicketView  # its `status` is `creating` while ServiceNow has not confirmed the record
     created: bool  # False: the ticket already existed for this Idempotency-Key
 
 
@@ -108,26 +116,28 @@ class TicketCreation:
         self,
         *,
         connections: ConnectionStore,
-        tickets: TicketStore,
+        tickets: TicketRows,
         idempotency: IdempotencyClaims,
         servicenow: ServiceNowRecords,
         actions: ImprovementActions,
+        queue: MessageQueue,
         policy: TicketingPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         policy = policy or TicketingPolicy()
         self._connections = connections
-        self._tickets = tickets
         self._actions = actions
         self._policy = policy
         self._clock = clock
         self._claims = ClaimKeeper(claims=idempotency, tickets=tickets, policy=policy, clock=clock)
         self._records = RecordMaker(servicenow=servicenow, policy=policy, clock=clock)
+        self._pending = PendingCreates(tickets=tickets, claims=self._claims, queue=queue, clock=clock)
 
     async def create(
         self, caller: Caller, request: CreateTicket, idempotency_key: str | None
     ) -> CreateResult:
-        """Create the ticket, or return the one this Idempotency-Key already made.
+        """Create the ticket, or return the one this Idempotency-Key already made. The ticket is
+        `creating` when ServiceNow has not confirmed the record yet (a worker finishes it).
 
         Raises:
             BadRequest: due date in the past, bad Idempotency-Key, unknown improvement action.
@@ -135,9 +145,8 @@ class TicketCreation:
             DependencyNotConfigured: an improvement action is named and Graph is not configured.
             IdempotencyKeyReused: the key was used with another body.
             IdempotencyKeyInProgress: another request with the key is still creating the ticket.
-            UpstreamUnavailable: ServiceNow (or Graph, or storage) is down or rate limiting us, a
-                create's outcome is not known yet (retry_after: when a retry can go on), or the
-                create ran past its deadline.
+            UpstreamUnavailable: ServiceNow (or Graph, or storage) is down or rate limiting us, or
+                the create ran past its deadline (retry_after: when a retry can go on).
             UpstreamRejected: ServiceNow refused the record, or the lookup of it.
         """
         now = self._clock.now()
@@ -166,7 +175,7 @@ class TicketCreation:
         held = await self._claims.claim(job.caller, key_hash, fingerprint, ticket_id)
         if held is None:
             return None  # deal with the other request's claim
-        return CreateResult(await self._fulfil(job, held, content, look_first=False), created=True)
+        return await self._fulfil(job, held, content, look_first=False)
 
     async def _repeat(self, job: _Job, claim: IdempotencyRecord) -> CreateResult | None:
         """The key was claimed: its ticket; or, with the lease now ours, the create an earlier
@@ -178,7 +187,7 @@ class TicketCreation:
             return None
         requester = Requester(claim.tenant_id, claim.created_by, claim.created_by_name)
         content = ticket_content(job.request, requester, claim.ticket_id, await self._action(job))
-        return CreateResult(await self._fulfil(job, outcome, content, look_first=True), created=True)
+        return await self._fulfil(job, outcome, content, look_first=True)
 
     async def _ready_connection(self, tenant_id: str) -> Connection:
         connection = await self._connections.get(tenant_id)
@@ -209,20 +218,35 @@ class TicketCreation:
 
     async def _fulfil(
         self, job: _Job, held: HeldClaim, content: TicketContent, *, look_first: bool
-    ) -> TicketView:
-        """Steps 2 to 4: the record (found or made), then the ticket row, then the claim completed."""
-        record = await self._record(job, held, content, look_first=look_first)
-        row = content.ticket(record, instance_url=job.connection.instance_url, at=self._clock.now())
-        ticket = await self._store(row)
-        await self._claims.mark_completed(held.claim)
-        logger.info("Created %s %s (ticket %s)", content.table, ticket.number, ticket.ticket_id)
-        return ticket_view(ticket, job.connection)
+    ) -> CreateResult:
+        """Steps 2 to 4: the record (found or made), then the ticket row, then the claim completed;
+        or, while ServiceNow may still make it, the `creating` row and its message."""
+        fresh = held.row is None  # no row yet: this request makes the ticket
+        try:
+            outcome = await self._record(job, held, content, look_first=look_first)
+        except UpstreamRejected as exc:
+            if held.row is None or not held.refused:
+                raise
+            ticket = await self._pending.fail(held, held.row, exc.message)  # the 202 was given
+        except IdempotencyKeyInProgress:
+            if held.row is None:
+                raise
+            ticket = held.row  # the worker took it over: it finishes it
+        else:
+            if isinstance(outcome, datetime):
+                ticket = await self._defer(job, held, content, until=outcome)
+            else:
+                row = held.row or content.row(instance_url=job.connection.instance_url, at=self._clock.now())
+                ticket = await self._pending.finish(held, row, outcome)
+                logger.info("Created %s %s (ticket %s)", content.table, ticket.number, ticket.ticket_id)
+        return CreateResult(ticket_view(ticket, job.connection), created=fresh)
 
     async def _record(
         self, job: _Job, held: HeldClaim, content: TicketContent, *, look_first: bool
-    ) -> ServiceNowRecord:
-        """The record, by the deadline. After a failure the claim is released only if no create of
-        it can have made a record; else it is kept, with its lease while one may still commit."""
+    ) -> ServiceNowRecord | datetime:
+        """The record, by the deadline; or when a worker may go on with it, when ServiceNow may
+        still make it. After a failure the claim is released only if no create of it can have
+        made a record; else it is kept, with its lease while one may still commit."""
         try:
             # The clock sets the deadline; only a timer can end an await that hangs (a token
             # refresh, a POST), so the time left to it is handed to one.
@@ -231,28 +255,35 @@ class TicketCreation:
                     held, job.connection, content, look_first=look_first, deadline=job.deadline
                 )
         except TimeoutError:
+            if held.row is not None:  # `creating` already: the worker goes on once the lease ends
+                return held.claim.lease_until or self._clock.now()
             raise self._overdue(held) from None
         except IdempotencyKeyInProgress:
             raise  # another request took the claim over: it is theirs to write now
         except AppError as exc:
             held.outcome_unknown()
-            if isinstance(exc, UpstreamRejected) and held.refused and not held.may_have_made_a_record:
+            nothing_made = held.refused and not held.may_have_made_a_record and held.row is None
+            if isinstance(exc, UpstreamRejected) and nothing_made:
                 await held.release()  # ServiceNow refused the record and none can exist: the key is free
                 raise
             settles = await held.keep()
             if isinstance(exc, UpstreamUnavailable) and settles is not None:
-                raise self._retry_when_settled(exc, settles) from exc
+                return settles  # not known yet, and too long to wait for here: answered 202
             raise
 
-    def _retry_when_settled(self, error: UpstreamUnavailable, settles: datetime) -> UpstreamUnavailable:
-        """`error` with Retry-After no sooner than a retry can make progress."""
-        left = math.ceil((settles - self._clock.now()).total_seconds())
-        return UpstreamUnavailable(
-            error.message,
-            retry_after=max(error.retry_after, left),
-            hinted=error.hinted,
-            ambiguous=error.ambiguous,
-        )
+    async def _defer(self, job: _Job, held: HeldClaim, content: TicketContent, *, until: datetime) -> Ticket:
+        """The `creating` row, with a message for the worker at `until`.
+
+        Raises:
+            UpstreamUnavailable: storage did not answer; retry_after: when a retry can go on.
+        """
+        row = held.row or content.row(instance_url=job.connection.instance_url, at=self._clock.now())
+        try:
+            return await self._pending.defer(held.claim.key_hash, content, row, until=until)
+        except UpstreamUnavailable as exc:
+            # Not before a retry can make progress: the claim keeps its lease until `until`.
+            left = math.ceil((until - self._clock.now()).total_seconds())
+            raise UpstreamUnavailable(exc.message, retry_after=max(exc.retry_after, left)) from exc
 
     def _overdue(self, held: HeldClaim) -> UpstreamUnavailable:
         """The create ran out of time. The claim keeps its lease (a POST may be on the wire)."""
@@ -263,12 +294,3 @@ class TicketCreation:
             retry_after=held.lease_left(),
             ambiguous=held.may_have_made_a_record,
         )
-
-    async def _store(self, ticket: Ticket) -> Ticket:
-        try:
-            return await self._tickets.add(ticket)
-        except PreconditionFailed:
-            existing = await self._tickets.get(ticket.tenant_id, ticket.ticket_id)
-            if existing is None:
-                raise
-            return existing  # a takeover stored it first

@@ -28,9 +28,19 @@ class TicketingPolicy:
     create_deadline_s: float = 60.0
     wait_for_claim_s: float = 10.0  # a repeat waits this long for a concurrent create to finish
     poll_interval_s: float = 0.1
+    # A create ServiceNow has not confirmed is answered 202 and finished by the `ticket-creates`
+    # worker, one round per settle window; the last round only looks (no create can still commit
+    # then), and a record still not found makes the ticket `failed`.
+    completion_rounds: int = 5
+    # A completed claim keeps its key bound to its ticket this long, then the timer deletes it (at
+    # most `claim_purge_limit` a run) and the key is new again.
+    claim_retention: timedelta = timedelta(days=7)
+    claim_purge_limit: int = 1000
 
     def __post_init__(self) -> None:
         if self.create_attempts < 1:
             raise ValueError("create_attempts must be at least 1")
+        if self.completion_rounds < 1:
+            raise ValueError("completion_rounds must be at least 1")
         if self.lease < self.settle_window:
             raise ValueError("lease must be at least settle_window")

@@ -60,7 +60,8 @@ def ticket_view(ticket: Ticket, connection: Connection | None) -> TicketView:
         type=ticket.type,
         number=ticket.number,
         sys_id=ticket.sys_id,
-        url=record_url(ticket.instance_url, ticket.type, ticket.sys_id),
+        # No record yet (creating) or none ever (failed): nothing to link to.
+        url=record_url(ticket.instance_url, ticket.type, ticket.sys_id) if ticket.sys_id else "",
         state=ticket.state,
         state_name=names[ticket.type].get(ticket.state, ticket.state),
         name=ticket.name,
@@ -73,7 +74,9 @@ def ticket_view(ticket: Ticket, connection: Connection | None) -> TicketView:
         created_by=ticket.created_by_name,
         created_at=ticket.created_at,
         state_updated_at=ticket.state_updated_at,
-        deleted_in_service_now_at=ticket.deleted_in_servicenow_at,
+        deleted_in_servicenow_at=ticket.deleted_in_servicenow_at,
+        status=ticket.status,
+        failure_reason=ticket.failure_reason,
     )
 
 
@@ -84,7 +87,8 @@ def record_url(instance_url: str, table: str, sys_id: str) -> str:
 
 
 def _card(table: str, counts: dict[tuple[str, str], int], names: StateLabels) -> TicketTypeSummary:
-    seen = [state for (kind, state) in counts if kind == table]
+    # A ticket without a ServiceNow state (creating, failed) is on no card: it has no record.
+    seen = [state for (kind, state) in counts if kind == table and state]
     codes = [*names[table], *sorted(set(seen) - set(names[table]))]
     states = [
         StateCount(state=code, name=names[table].get(code, code), count=counts.get((table, code), 0))

@@ -10,19 +10,33 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from shared.clock import Clock
 from shared.errors import UpstreamRejected, UpstreamUnavailable
 from shared.ports import ServiceNowRecord, ServiceNowRecords
 from shared.records import Connection
 from shared.services.idempotency_claims import HeldClaim
-from shared.services.ticket_content import TicketContent
 from shared.services.ticket_policy import TicketingPolicy
 
 logger = logging.getLogger(__name__)
 
 RECORD_FIELDS = ["sys_id", "number", "state", "priority", "sys_updated_on", "correlation_id"]
+
+
+class RecordSpec(Protocol):
+    """What a record is made of: a `TicketContent`, or the `ticket-creates` message that carries one."""
+
+    @property
+    def ticket_id(self) -> str: ...
+
+    @property
+    def table(self) -> str: ...
+
+    @property
+    def fields(self) -> Mapping[str, str]: ...
 
 
 class RecordMaker:
@@ -35,7 +49,7 @@ class RecordMaker:
         self,
         held: HeldClaim,
         connection: Connection,
-        content: TicketContent,
+        content: RecordSpec,
         *,
         look_first: bool,
         deadline: datetime,
@@ -74,7 +88,7 @@ class RecordMaker:
         self,
         held: HeldClaim,
         connection: Connection,
-        content: TicketContent,
+        content: RecordSpec,
         *,
         look: bool,
         wait_until: datetime | None,
@@ -87,7 +101,7 @@ class RecordMaker:
         """
         while True:
             if look:
-                found = await self._find(connection, content)
+                found = await self.find(connection, content)
                 if found is not None:
                     return found
             look = True
@@ -107,7 +121,7 @@ class RecordMaker:
                 )
             await self._clock.sleep(settling)
 
-    async def _find(self, connection: Connection, content: TicketContent) -> ServiceNowRecord | None:
+    async def find(self, connection: Connection, content: RecordSpec) -> ServiceNowRecord | None:
         query = f"correlation_id={content.ticket_id}^ORDERBYsys_created_on"
         found = await self._servicenow.find_one(connection, content.table, query, RECORD_FIELDS)
         if found is not None:
@@ -116,9 +130,7 @@ class RecordMaker:
             )
         return found
 
-    async def _post(
-        self, held: HeldClaim, connection: Connection, content: TicketContent
-    ) -> ServiceNowRecord:
+    async def _post(self, held: HeldClaim, connection: Connection, content: RecordSpec) -> ServiceNowRecord:
         """One create, sent once (the claim's lease renewed immediately before it leaves)."""
         try:
             return await self._servicenow.create(
@@ -139,7 +151,7 @@ class RecordMaker:
         await self._clock.sleep(wait)
 
     def _log_failure(
-        self, content: TicketContent, attempt: int, failure: UpstreamUnavailable, made: bool
+        self, content: RecordSpec, attempt: int, failure: UpstreamUnavailable, made: bool
     ) -> None:
         logger.warning(
             "Creating ticket %s: attempt %d of %d failed (%s; %s)",

@@ -9,6 +9,7 @@ JSON: the portal passes them back unchanged and never learns our keys' format.
 
     TicketRepository
         add(ticket)                         insert; PreconditionFailed if the id exists
+        replace(ticket)                     ETag-conditional write (a `creating` row finished)
         get(tenant_id, ticket_id)           one ticket, or None (also for ids of another shape)
         page(tenant_id, ...)                newest first, filters type/state, top, continuation
         every_ticket(tenant_id, ...)        every ticket of a tenant, newest first
@@ -24,10 +25,14 @@ JSON: the portal passes them back unchanged and never learns our keys' format.
         replace(record) ETag-conditional write (lease takeover, completion)
         release(record) ETag-conditional delete (ServiceNow refused the create, and no create of
                         the claim may have made a record: the key is free)
+        delete_expired(before, limit)
+                        delete claims completed before `before`, at most `limit` (a query across
+                        partitions; the timer's housekeeping keeps it small)
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -65,6 +70,7 @@ from shared.untrusted import decode_json
 TICKETS = "tickets"
 IDEMPOTENCY = "idempotency"
 MAX_BATCH = 100  # Table Storage's limit of operations in one transaction
+_DELETE_CONCURRENCY = 16
 _KEY_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -76,6 +82,15 @@ class TicketRepository:
         """Insert a new ticket row. PreconditionFailed if the ticket id already exists."""
         table = await self._store.table(TICKETS)
         etag = await create_entity(table, to_entity(ticket, ticket.tenant_id, ticket.ticket_id))
+        return ticket.model_copy(update={"etag": etag})
+
+    async def replace(self, ticket: Ticket) -> Ticket:
+        """Write the whole row only if nobody changed it since it was read; PreconditionFailed otherwise."""
+        if ticket.etag is None:
+            raise ValueError("replace needs a ticket read from the table (with its ETag)")
+        table = await self._store.table(TICKETS)
+        entity = to_entity(ticket, ticket.tenant_id, ticket.ticket_id)
+        etag = await replace_entity(table, entity, ticket.etag)
         return ticket.model_copy(update={"etag": etag})
 
     async def get(self, tenant_id: str, ticket_id: str) -> Ticket | None:
@@ -209,6 +224,32 @@ class IdempotencyRepository:
             raise ValueError("release needs a claim read from the table (with its ETag)")
         table = await self._store.table(IDEMPOTENCY)
         await delete_entity(table, record.tenant_id, record.key_hash, etag=record.etag)
+
+    async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
+        """Delete claims completed before `before`, at most `limit` of them; returns how many.
+
+        Claims are partitioned by tenant, so this is a query across partitions (a table scan on
+        `CompletedAt`); claims in progress have none and are never selected. A completed claim is
+        never written again, so it is deleted without its ETag; one already gone is not an error.
+        """
+        if limit <= 0:
+            return 0
+        table = await self._store.table(IDEMPOTENCY)
+        keys: list[tuple[str, str]] = []
+        with storage_errors(f"list {IDEMPOTENCY}"):
+            async for entity in table.query_entities(
+                "Status eq 'completed' and CompletedAt lt @cutoff",
+                parameters={"cutoff": before},
+                select=["PartitionKey", "RowKey"],
+                results_per_page=min(limit, 1000),
+            ):
+                keys.append((str(entity["PartitionKey"]), str(entity["RowKey"])))
+                if len(keys) >= limit:
+                    break
+        for start in range(0, len(keys), _DELETE_CONCURRENCY):
+            chunk = keys[start : start + _DELETE_CONCURRENCY]
+            await asyncio.gather(*(delete_entity(table, pk, rk) for pk, rk in chunk))
+        return len(keys)
 
 
 def _filter(tenant_id: str, type: TicketType | None, state: str | None) -> tuple[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ from tests.e2e.tickets_api import (
     fault,
     get,
     records,
+    settled,
     ticket_body,
     tomorrow,
     writer,
@@ -29,11 +30,12 @@ from tests.e2e.tickets_api import (
 
 pytestmark = pytest.mark.e2e
 
-# DESIGN.md section 4's ticket, plus deletedInServiceNowAt (set when the sync finds the record gone).
+# DESIGN.md section 4's ticket, plus deletedInServiceNowAt (set when the sync finds the record gone),
+# status (`creating`, `created`, `failed`) and failureReason.
 TICKET_FIELDS = {
     "id", "type", "number", "sysId", "url", "state", "stateName", "name", "description", "priority",
     "dueDate", "recommendationSource", "recommendationCategory", "improvementActionId", "createdBy",
-    "createdAt", "stateUpdatedAt", "deletedInServiceNowAt",
+    "createdAt", "stateUpdatedAt", "deletedInServiceNowAt", "status", "failureReason",
 }  # fmt: skip
 
 
@@ -78,6 +80,7 @@ async def test_an_incident_carries_every_field_to_servicenow(stack: Stack) -> No
     assert (ticket["recommendationSource"], ticket["recommendationCategory"]) == ("user", "Identity")
     assert ticket["improvementActionId"] is None
     assert ticket["createdBy"] == WRITER
+    assert (ticket["status"], ticket["failureReason"]) == ("created", None)
     assert await get(stack, tenant, f"/{ticket['id']}") == ticket
 
 
@@ -239,19 +242,21 @@ async def test_a_short_burst_is_retried(stack: Stack, kind: str) -> None:
     assert [r["correlation_id"] for r in await records(stack.simulator, "incident")] == [ticket["id"]]
 
 
-async def test_a_long_burst_is_503_with_retry_after_and_the_retry_makes_one_record(stack: Stack) -> None:
+async def test_a_long_burst_is_202_and_the_worker_makes_one_record(stack: Stack) -> None:
     tenant = await connected_tenant(stack)
     # A bare 503 may come after the work was done: each is looked up, and no other create goes
-    # before the settle window (made short here) has passed.
+    # before the settle window (made short here) has passed; then the worker goes on.
     policy = TicketingPolicy(create_attempts=2, max_retry_wait_s=2.0, settle_window=timedelta(seconds=1))
     fast_servicenow(stack, policy=policy)
     await fault(stack.simulator, "503", count=50, method="POST", path_prefix="/api/now/table/incident")
-    failed = await create(stack, tenant, ticket_body(), key="long-burst", expect=503)
-    assert failed.json()["error"]["code"] == "upstream_unavailable"
-    assert int(failed.headers["Retry-After"]) >= 1
+    accepted = await create(stack, tenant, ticket_body(), key="long-burst", expect=202)
+    assert accepted.json()["status"] == "creating"
+    assert accepted.headers["Location"] == f"/api/tickets/{accepted.json()['id']}"
     await stack.simulator.control("DELETE", "faults")
-    ticket = (await create(stack, tenant, ticket_body(), key="long-burst", expect=201)).json()
+    ticket = await settled(stack, tenant, accepted.json()["id"])
+    assert ticket["status"] == "created"
     assert [r["correlation_id"] for r in await records(stack.simulator, "incident")] == [ticket["id"]]
+    assert (await create(stack, tenant, ticket_body(), key="long-burst", expect=200)).json() == ticket
     # A 429 asking for longer than we wait inside a request is passed on, not slept through.
     await fault(stack.simulator, "429", method="POST", path_prefix="/api/now/table/incident", retry_after=120)
     limited = await create(stack, tenant, ticket_body(), key="limited", expect=503)
@@ -361,8 +366,11 @@ async def test_requests_that_cannot_create_a_ticket(stack: Stack) -> None:
     assert await records(stack.simulator, "incident") == []
 
 
-async def test_a_create_servicenow_commits_after_our_timeout_is_not_sent_again(stack: Stack) -> None:
-    """Our timeout ends before ServiceNow's transaction does: it commits after our lookup."""
+async def test_a_create_servicenow_commits_after_our_timeout_is_202_and_finished_by_the_worker(
+    stack: Stack,
+) -> None:
+    """Our timeout ends before ServiceNow's transaction does: it commits after our lookup. The
+    portal gets 202 and never has to retry: the queue worker finds the record after the window."""
     tenant = await connected_tenant(stack)
     policy = TicketingPolicy(settle_window=timedelta(seconds=4), max_retry_wait_s=1.0)  # answer, not wait
     fast_servicenow(stack, timeout_s=0.5, policy=policy)
@@ -370,17 +378,29 @@ async def test_a_create_servicenow_commits_after_our_timeout_is_not_sent_again(s
         stack.simulator, "timeout", method="POST", path_prefix="/api/now/table/incident",
         late_commit=True, delay_seconds=2.0,
     )  # fmt: skip
-    first = await create(stack, tenant, ticket_body(), key="late", expect=503)
-    assert first.json()["error"]["code"] == "upstream_unavailable"
-    wait = int(first.headers["Retry-After"])
-    assert 2 <= wait <= 4
+    first = await create(stack, tenant, ticket_body(), key="late", expect=202)
+    accepted = first.json()
+    assert set(accepted) == TICKET_FIELDS
+    assert (accepted["status"], accepted["number"], accepted["sysId"]) == ("creating", "", "")
+    assert (accepted["url"], accepted["state"], accepted["failureReason"]) == ("", "", None)
+    assert first.headers["Location"] == f"/api/tickets/{accepted['id']}"
+    assert "Retry-After" not in first.headers
     assert await records(stack.simulator, "incident") == []  # still running when we looked
-    await asyncio.sleep(wait)
-    ticket = (await create(stack, tenant, ticket_body(), key="late", expect=201)).json()
+    # The key again while it is creating: the same ticket, 202, at once.
+    again = await create(stack, tenant, ticket_body(), key="late", expect=202)
+    assert again.json() == accepted
+    assert (await get(stack, tenant, f"/{accepted['id']}"))["status"] == "creating"
+
+    ticket = await settled(stack, tenant, accepted["id"])
     [record] = await records(stack.simulator, "incident")
-    assert (record["correlation_id"], record["number"]) == (ticket["id"], ticket["number"])
+    assert (ticket["status"], ticket["failureReason"]) == ("created", None)
+    assert (record["correlation_id"], record["number"], record["sys_id"]) == (
+        ticket["id"], ticket["number"], ticket["sysId"],
+    )  # fmt: skip
     assert (await stack.simulator.stats())["POST /api/now/table/incident"] == 1
-    assert (await create(stack, tenant, ticket_body(), key="late", expect=200)).json()["id"] == ticket["id"]
+    assert (await create(stack, tenant, ticket_body(), key="late", expect=200)).json() == ticket
+    [listed] = (await get(stack, tenant))["items"]
+    assert (listed["id"], listed["status"], listed["number"]) == (ticket["id"], "created", record["number"])
 
 
 async def test_a_refused_lookup_after_a_lost_answer_keeps_the_key(stack: Stack) -> None:

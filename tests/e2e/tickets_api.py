@@ -2,11 +2,14 @@
 
 `connected_tenant` gives a tenant whose admin went through the real OAuth flow against the
 simulator; `fast_servicenow` swaps in a ServiceNow client with a short timeout and quick retries
-(same classes as production, other numbers) so fault tests take seconds, not minutes.
+(same classes as production, other numbers) so fault tests take seconds, not minutes. It serves
+the `ticket-creates` worker too (the host polls that queue), so a short settle window there is
+the worker's as well; `settled` waits for the worker to finish a `creating` ticket.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -21,6 +24,7 @@ from tests.e2e import api
 from tests.e2e.conftest import Simulator, Stack
 
 WRITER = "Wendy Writer"
+WAIT_S = 30.0  # how long to wait for the worker before giving up (a hang, not a slow pass)
 
 
 def tomorrow() -> date:
@@ -107,8 +111,21 @@ def fast_servicenow(
         idempotency=container.idempotency,
         servicenow=tables,
         actions=container.graph,
+        queue=container.ticket_queue,
         policy=policy or TicketingPolicy(max_retry_wait_s=2.0),
     )
     # `fast_http` is in the container only so that `container.aclose()` closes it after the test.
     container.override(servicenow_tables=tables, ticketing=service, fast_http=http)
     return service
+
+
+async def settled(stack: Stack, tenant: str, ticket_id: str) -> dict[str, Any]:
+    """GET the ticket until it is no longer `creating` (the `ticket-creates` worker finished it)."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    ticket: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        ticket = await get(stack, tenant, f"/{ticket_id}")
+        if ticket["status"] != "creating":
+            return ticket
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"ticket {ticket_id} still creating after {WAIT_S} s: {ticket}")

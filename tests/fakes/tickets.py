@@ -1,5 +1,6 @@
-"""In-memory implementations of the ticket ports: the `tickets` and `idempotency` tables, a
-scriptable ServiceNow Table API, and Secure Score's improvement actions (with and without Graph).
+"""In-memory implementations of the ticket ports: the `tickets` and `idempotency` tables, the
+`ticket-creates` queue, a scriptable ServiceNow Table API, and Secure Score's improvement actions
+(with and without Graph).
 
 Same contracts as the real adapters: every write hands out a new ETag, `claim`/`add` refuse an
 existing key, `replace`/`release` refuse a stale ETag (`PreconditionFailed`).
@@ -15,9 +16,10 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from shared.clock import Clock
 from shared.errors import (
     DependencyNotConfigured,
     NotFound,
@@ -25,8 +27,14 @@ from shared.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from shared.models import ImprovementAction, TicketType
-from shared.ports import IdempotencyClaims, ImprovementActions, ServiceNowRecords, TicketStore
+from shared.models import TICKET_CREATE_QUEUE, ImprovementAction, PendingCreate, TicketType
+from shared.ports import (
+    IdempotencyClaims,
+    ImprovementActions,
+    MessageQueue,
+    ServiceNowRecords,
+    TicketRows,
+)
 from shared.records import (
     Connection,
     IdempotencyRecord,
@@ -47,6 +55,14 @@ class InMemoryTickets:
     async def add(self, ticket: Ticket) -> Ticket:
         key = (ticket.tenant_id, ticket.ticket_id)
         if key in self.rows:
+            raise PreconditionFailed()
+        self.rows[key] = ticket.model_copy(update={"etag": next(_etags)})
+        return self.rows[key]
+
+    async def replace(self, ticket: Ticket) -> Ticket:
+        key = (ticket.tenant_id, ticket.ticket_id)
+        current = self.rows.get(key)
+        if current is None or current.etag != ticket.etag:
             raise PreconditionFailed()
         self.rows[key] = ticket.model_copy(update={"etag": next(_etags)})
         return self.rows[key]
@@ -148,6 +164,53 @@ class InMemoryClaims:
         if current is not None and current.etag != record.etag:
             raise PreconditionFailed()
         self.rows.pop(key, None)
+
+    async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
+        expired = [
+            key
+            for key, claim in self.rows.items()
+            if claim.status == "completed" and claim.completed_at is not None and claim.completed_at < before
+        ][: max(0, limit)]
+        for key in expired:
+            del self.rows[key]
+        return len(expired)
+
+
+@dataclass(frozen=True)
+class Sent:
+    body: str
+    delay_s: int
+    visible_at: datetime | None  # when the message shows, by the queue's clock (if it has one)
+
+
+class InMemoryQueue:
+    """The `ticket-creates` queue: what was sent, with its delay; `take` receives the oldest."""
+
+    name = TICKET_CREATE_QUEUE
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.sent: list[Sent] = []
+        self.fail_sends = False
+        self._clock = clock
+
+    async def send(self, body: str, *, delay_s: int = 0) -> None:
+        if self.fail_sends:
+            raise UpstreamUnavailable("Queue Storage is unavailable (send to ticket-creates).", retry_after=5)
+        visible_at = self._clock.now() + timedelta(seconds=delay_s) if self._clock is not None else None
+        self.sent.append(Sent(body, delay_s, visible_at))
+
+    @property
+    def messages(self) -> list[PendingCreate]:
+        return [PendingCreate.model_validate_json(sent.body) for sent in self.sent]
+
+    @property
+    def delays(self) -> list[int]:
+        return [sent.delay_s for sent in self.sent]
+
+    def take(self) -> tuple[PendingCreate, datetime | None]:
+        """The oldest message, removed (as the worker receives it), and when it became visible."""
+        sent = self.sent.pop(0)
+        return PendingCreate.model_validate_json(sent.body), sent.visible_at
 
 
 Outcome = Literal["ok", "lost", "late", "timeout", "hang", "unavailable", "rejected", "rate_limited"]
@@ -313,12 +376,14 @@ def _only(record: dict[str, str], fields: list[str]) -> dict[str, Any]:
 def _conforms(
     tickets: InMemoryTickets,
     claims: InMemoryClaims,
+    queue: InMemoryQueue,
     servicenow: InMemoryServiceNowRecords,
     actions: InMemoryImprovementActions,
     no_graph: UnconfiguredImprovementActions,
 ) -> None:
     # mypy checks here that the fakes implement the ports.
-    _tickets: TicketStore = tickets
+    _tickets: TicketRows = tickets
+    _queue: MessageQueue = queue
     _claims: IdempotencyClaims = claims
     _servicenow: ServiceNowRecords = servicenow
     _actions: ImprovementActions = actions

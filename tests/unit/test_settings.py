@@ -60,10 +60,14 @@ def test_misconfiguration_names_each_setting_and_rule_but_no_value(app_env: pyte
     with pytest.raises(Misconfigured) as raised:
         get_settings()
     problems = raised.value.problems
-    assert sorted(p.split(":")[0] for p in problems) == ["KEY_VAULT_URL", "PORTAL_URL", "SERVICENOW_URL_TEMPLATE"]
+    assert sorted(p.split(":")[0] for p in problems) == [
+        "KEY_VAULT_URL",
+        "PORTAL_URL",
+        "SERVICENOW_URL_TEMPLATE",
+    ]
     assert "SERVICENOW_URL_TEMPLATE: must contain {instance}" in problems
     text = raised.value.message + " ".join(problems)
-    assert "secret" not in text and "sn-secret" not in text
+    assert "secret" not in text
     assert settings_problems() == problems
 
 

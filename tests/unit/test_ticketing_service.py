@@ -27,6 +27,7 @@ from shared.models import ConnectionStatus, CreateTicket, ImprovementAction, Tic
 from shared.ports import ImprovementActions
 from shared.records import Connection, IdempotencyRecord, new_ticket_id
 from shared.services.idempotency_claims import idempotency_key_hash, request_fingerprint
+from shared.services.ticket_completion import Completion
 from shared.services.ticket_content import Requester, ticket_content
 from shared.services.ticket_creation import CreateResult
 from shared.services.ticket_policy import TicketingPolicy
@@ -36,6 +37,7 @@ from tests.fakes.connections import InMemoryConnectionRepository
 from tests.fakes.tickets import (
     InMemoryClaims,
     InMemoryImprovementActions,
+    InMemoryQueue,
     InMemoryServiceNowRecords,
     InMemoryTickets,
     UnconfiguredImprovementActions,
@@ -58,12 +60,14 @@ class World:
     servicenow: InMemoryServiceNowRecords = field(default_factory=InMemoryServiceNowRecords)
     tickets: InMemoryTickets = field(default_factory=InMemoryTickets)
     claims: InMemoryClaims = field(default_factory=InMemoryClaims)
+    queue: InMemoryQueue = field(init=False)
     connections: InMemoryConnectionRepository = field(default_factory=InMemoryConnectionRepository)
     actions: ImprovementActions = field(default_factory=lambda: InMemoryImprovementActions(ACTION))
     clock: FakeClock = field(default_factory=lambda: FakeClock(NOW))
     policy: TicketingPolicy = field(default_factory=TicketingPolicy)
 
     def __post_init__(self) -> None:
+        self.queue = InMemoryQueue(self.clock)
         self.connections.rows[TENANT] = Connection(
             tenant_id=TENANT,
             instance="contoso",
@@ -82,6 +86,7 @@ class World:
             idempotency=self.claims,
             servicenow=self.servicenow,
             actions=self.actions,
+            queue=self.queue,
             policy=self.policy,
             clock=self.clock,
         )
@@ -92,6 +97,13 @@ class World:
 
     async def create(self, key: str | None = "key-1", **changes: Any) -> CreateResult:
         return await self.service.create(CALLER, request(**changes), key)
+
+    async def work(self) -> Completion:
+        """The `ticket-creates` worker's round on the oldest message, once that is visible."""
+        message, visible_at = self.queue.take()
+        if visible_at is not None and visible_at > self.clock.now():
+            self.clock.current = visible_at
+        return await self.service.complete(message)
 
     def all_records(self) -> list[dict[str, str]]:
         return [*self.servicenow.records["incident"], *self.servicenow.records["change_request"]]
@@ -372,48 +384,76 @@ def claim_of(world: World, key: str = "key-1") -> IdempotencyRecord:
     return world.claims.rows[(TENANT, idempotency_key_hash(key))]
 
 
-async def test_a_create_that_commits_after_the_lookup_is_not_sent_again_within_the_settle_window() -> None:
+async def test_a_create_that_commits_after_the_lookup_is_202_and_the_worker_finds_it() -> None:
     world = World()
     world.servicenow.outcomes = ["late"]  # times out while ServiceNow still works; commits after our lookup
-    with pytest.raises(UpstreamUnavailable) as failed:
-        await world.create()
-    [record] = world.all_records()
-    assert world.servicenow.creates == 1
-    assert len(world.servicenow.lookups) == 1
+    result = await world.create()
+    ticket = result.ticket
+    assert (result.created, ticket.status, ticket.number, ticket.sys_id, ticket.url) == (
+        True, "creating", "", "", "",
+    )  # fmt: skip
+    assert (ticket.state, ticket.state_name, ticket.failure_reason) == ("", "", None)
+    assert world.tickets.rows[(TENANT, ticket.id)].status == "creating"
+    [record] = world.all_records()  # made after the lookup that found nothing
+    assert (world.servicenow.creates, len(world.servicenow.lookups), world.slept) == (1, 1, [])
     claim = claim_of(world)
     assert (claim.status, claim.posted_at, claim.lease_until) == (
         "in_progress",
         NOW,
         NOW + timedelta(seconds=75),
     )
-    assert (failed.value.retry_after, world.slept) == (75, [])
+    # The message names what is needed to finish, and shows once the settle window is over.
+    [message] = world.queue.messages
+    assert world.queue.delays == [75]
+    assert (message.tenant_id, message.key_hash, message.ticket_id) == (TENANT, claim.key_hash, ticket.id)
+    assert (message.table, message.round) == ("incident", 0)
+    assert message.fields["correlation_id"] == ticket.id
+    assert message.fields == {name: record[name] for name in message.fields}
 
-    world.clock.advance(seconds=30)  # a retry inside the window neither creates nor takes over
-    with pytest.raises(IdempotencyKeyInProgress) as in_progress:
-        await world.create()  # after waiting for the claim as long as the policy says
-    assert world.clock.now() >= NOW + timedelta(seconds=30 + world.policy.wait_for_claim_s)
-    lease_left = NOW + timedelta(seconds=75) - world.clock.now()
-    assert in_progress.value.retry_after == lease_left.total_seconds()  # when the lease ends
-    world.clock.current = NOW + timedelta(seconds=failed.value.retry_after)
-    result = await world.create()
-    assert result.created
-    assert (result.ticket.id, result.ticket.number) == (record["correlation_id"], record["number"])
-    assert world.servicenow.creates == 1
-    assert len(world.all_records()) == 1
+    world.clock.advance(seconds=30)  # a repeat within the window: the same ticket at once
+    again = await world.create()
+    assert (again.created, again.ticket) == (False, ticket)
+    assert world.clock.now() == NOW + timedelta(seconds=30)  # no wait, no 409
+    assert (world.servicenow.creates, len(world.servicenow.lookups)) == (1, 1)
+
+    assert await world.work() == "created"
+    done = await world.service.ticket(TENANT, ticket.id)
+    assert (done.status, done.number, done.sys_id, done.state) == (
+        "created", record["number"], record["sys_id"], "1",
+    )  # fmt: skip
+    assert done.url.endswith(f"sys_id%3D{record['sys_id']}")
+    assert (world.servicenow.creates, len(world.all_records())) == (1, 1)
+    assert claim_of(world).status == "completed"
+    assert world.queue.sent == []
+    repeat = await world.create()
+    assert (repeat.created, repeat.ticket) == (False, done)
 
 
-async def test_after_the_settle_window_a_retry_looks_up_and_only_then_creates() -> None:
+async def test_the_worker_creates_the_record_when_servicenow_has_none_after_the_window() -> None:
     world = World()
     world.servicenow.outcomes = ["timeout"]  # ambiguous, and in fact nothing was made
-    with pytest.raises(UpstreamUnavailable):
-        await world.create()
+    first = await world.create()
+    assert first.ticket.status == "creating"
     assert world.all_records() == []
-    world.clock.current += world.policy.settle_window
-    result = await world.create()
-    assert result.created
-    assert result.ticket.id == world.all_records()[0]["correlation_id"]
+    assert await world.work() == "created"
+    [record] = world.all_records()
+    assert record["correlation_id"] == first.ticket.id
     assert world.servicenow.creates == 2
     assert len(world.servicenow.lookups) == 2  # after the failure; after the takeover, before the create
+    assert world.clock.now() == NOW + world.policy.settle_window
+    assert (await world.service.ticket(TENANT, first.ticket.id)).number == record["number"]
+
+
+async def test_a_repeat_after_the_window_finishes_the_ticket_itself_and_the_message_then_skips() -> None:
+    world = World()
+    world.servicenow.outcomes = ["timeout"]
+    first = await world.create()
+    world.clock.current += world.policy.settle_window  # before the worker got to it
+    again = await world.create()
+    assert (again.created, again.ticket.status, again.ticket.id) == (False, "created", first.ticket.id)
+    assert await world.work() == "skipped"
+    assert (world.servicenow.creates, len(world.all_records())) == (2, 1)
+    assert claim_of(world).status == "completed"
 
 
 async def test_a_takeover_does_not_create_while_the_claims_last_create_may_still_commit() -> None:
@@ -427,9 +467,9 @@ async def test_a_takeover_does_not_create_while_the_claims_last_create_may_still
             created_by_name=CALLER.name, created_at=posted, lease_until=None, posted_at=posted,
         )
     )  # fmt: skip
-    with pytest.raises(UpstreamUnavailable) as failed:
-        await world.create()
-    assert failed.value.retry_after == 55
+    result = await world.create()
+    assert result.ticket.status == "creating"
+    assert world.queue.delays == [55]
     assert (world.servicenow.creates, len(world.servicenow.lookups)) == (0, 1)
     assert claim_of(world).lease_until == NOW + timedelta(seconds=55)
 
@@ -444,13 +484,13 @@ async def test_a_short_settle_window_is_waited_out_within_the_request() -> None:
     assert len(world.all_records()) == 1
 
 
-async def test_a_settle_wait_that_would_pass_the_deadline_is_answered_not_waited() -> None:
+async def test_a_settle_wait_that_would_pass_the_deadline_is_answered_202_not_waited() -> None:
     policy = TicketingPolicy(settle_window=timedelta(seconds=30), max_retry_wait_s=40, create_deadline_s=20)
     world = World(policy=policy)
     world.servicenow.outcomes = ["timeout"]
-    with pytest.raises(UpstreamUnavailable) as failed:
-        await world.create()
-    assert (failed.value.retry_after, failed.value.ambiguous) == (30, True)
+    result = await world.create()
+    assert result.ticket.status == "creating"
+    assert world.queue.delays == [30]
     assert world.slept == []
     assert (world.servicenow.creates, len(world.servicenow.lookups)) == (1, 1)
 
@@ -578,9 +618,9 @@ async def test_the_settle_window_counts_from_the_failure_not_from_before_the_pos
         world.clock.advance(seconds=19)
 
     world.servicenow.on_the_wire = waited_for_a_connection
-    with pytest.raises(UpstreamUnavailable) as failed:
-        await world.create()
+    await world.create()
     claim = claim_of(world)
     assert claim.posted_at == NOW + timedelta(seconds=19)
     assert claim.lease_until == NOW + timedelta(seconds=19 + 75)
-    assert failed.value.retry_after == 75
+    assert world.queue.delays == [75]
+    assert world.queue.sent[0].visible_at == claim.lease_until

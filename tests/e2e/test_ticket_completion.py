@@ -1,0 +1,126 @@
+"""Creates ServiceNow did not confirm, end to end: 202 `creating`, the `ticket-creates` queue worker
+on the local host finishing them with no retry from the client, and the timer deleting expired
+idempotency claims (and the repository's bounded purge against Azurite)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from azure.data.tables.aio import TableServiceClient
+
+from localdev.azurite import AzuriteEndpoints
+from shared.records import IdempotencyRecord, new_ticket_id
+from shared.services.idempotency_claims import idempotency_key_hash
+from shared.services.ticket_policy import TicketingPolicy
+from shared.stores.tables import TableStore
+from shared.stores.tickets import IdempotencyRepository
+from tests.e2e.conftest import Stack
+from tests.e2e.sync_api import run_timer
+from tests.e2e.tickets_api import (
+    connected_tenant,
+    create,
+    fast_servicenow,
+    fault,
+    get,
+    records,
+    settled,
+    ticket_body,
+)
+
+pytestmark = pytest.mark.e2e
+
+INCIDENTS = "/api/now/table/incident"
+SHORT_WINDOW = TicketingPolicy(settle_window=timedelta(seconds=2), max_retry_wait_s=1.0)
+
+
+async def test_a_create_that_timed_out_and_made_nothing_is_made_by_the_worker(stack: Stack) -> None:
+    tenant = await connected_tenant(stack)
+    fast_servicenow(stack, timeout_s=0.5, policy=SHORT_WINDOW)
+    # Held past our timeout, then cancelled by the instance: nothing is made.
+    await fault(stack.simulator, "timeout", method="POST", path_prefix=INCIDENTS, delay_seconds=1.0)
+    accepted = (await create(stack, tenant, ticket_body(), key="made-later", expect=202)).json()
+    assert accepted["status"] == "creating"
+    ticket = await settled(stack, tenant, accepted["id"])
+    [record] = await records(stack.simulator, "incident")
+    assert (ticket["status"], ticket["number"], ticket["sysId"]) == (
+        "created",
+        record["number"],
+        record["sys_id"],
+    )
+    assert record["correlation_id"] == accepted["id"]
+    assert (await stack.simulator.stats())["POST /api/now/table/incident"] == 2
+
+
+async def test_a_create_servicenow_refuses_after_the_202_makes_the_ticket_failed(stack: Stack) -> None:
+    tenant = await connected_tenant(stack)
+    fast_servicenow(stack, timeout_s=0.5, policy=SHORT_WINDOW)
+    await fault(stack.simulator, "timeout", method="POST", path_prefix=INCIDENTS, delay_seconds=1.0)
+    await fault(stack.simulator, "403", method="POST", path_prefix=INCIDENTS)
+    accepted = (await create(stack, tenant, ticket_body(), key="refused-later", expect=202)).json()
+    ticket = await settled(stack, tenant, accepted["id"])
+    assert ticket["status"] == "failed"
+    assert ticket["failureReason"] == (
+        "ServiceNow refused to create a incident record (HTTP 403): Operation Failed: Denied by an ACL, "
+        "business rule or data policy."
+    )
+    assert (ticket["number"], ticket["url"]) == ("", "")
+    # The key keeps answering with the failed ticket and creates nothing.
+    assert (await create(stack, tenant, ticket_body(), key="refused-later", expect=200)).json() == ticket
+    assert await records(stack.simulator, "incident") == []
+    assert (await stack.simulator.stats())["POST /api/now/table/incident"] == 2
+    summary = await get(stack, tenant, "/summary")
+    assert summary["incident"]["total"] == 0  # no record, so on no card
+
+
+async def test_the_timer_deletes_claims_completed_over_a_week_ago(stack: Stack) -> None:
+    tenant = stack.new_tenant()
+    now = datetime.now(UTC)
+    claims = stack.container.idempotency
+    for key, completed in [
+        ("expired", now - timedelta(days=8)),
+        ("kept", now - timedelta(days=6)),
+        ("open", None),
+    ]:
+        await claims.claim(claim(tenant, key, completed, created=now - timedelta(days=30)))
+    await run_timer(stack)
+    left = {row["RowKey"] for row in await stack.rows("idempotency", tenant)}
+    assert left == {idempotency_key_hash("kept"), idempotency_key_hash("open")}
+
+
+def claim(tenant: str, key: str, completed: datetime | None, *, created: datetime) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        tenant_id=tenant, key_hash=idempotency_key_hash(key), fingerprint="f" * 64,
+        ticket_id=new_ticket_id(created), status="in_progress" if completed is None else "completed",
+        created_by="u", created_by_name="U", created_at=created, completed_at=completed,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def own_tables(azurite: AzuriteEndpoints) -> AsyncIterator[TableStore]:
+    """Tables of this test alone: the purge queries across partitions."""
+    service = TableServiceClient.from_connection_string(azurite.connection_string)
+    store = TableStore(service, table_prefix=f"t{uuid.uuid4().hex[:8]}")
+    yield store
+    await store.aclose()
+
+
+async def test_the_repository_purges_completed_claims_across_tenants_in_bounded_batches(
+    own_tables: TableStore,
+) -> None:
+    repo = IdempotencyRepository(own_tables)
+    cutoff = datetime(2026, 6, 1, tzinfo=UTC)
+    long_ago = cutoff - timedelta(days=30)
+    for index in range(5):
+        await repo.claim(claim(f"tenant-{index}", "old", cutoff - timedelta(seconds=1), created=long_ago))
+    await repo.claim(claim("tenant-0", "recent", cutoff + timedelta(seconds=1), created=long_ago))
+    await repo.claim(claim("tenant-0", "open", None, created=long_ago))
+    assert await repo.delete_expired(cutoff, limit=3) == 3
+    assert await repo.delete_expired(cutoff, limit=3) == 2
+    assert await repo.delete_expired(cutoff, limit=3) == 0
+    assert await repo.delete_expired(cutoff, limit=0) == 0
+    assert await repo.get("tenant-0", idempotency_key_hash("recent")) is not None
+    assert await repo.get("tenant-0", idempotency_key_hash("open")) is not None
+    assert all([await repo.get(f"tenant-{n}", idempotency_key_hash("old")) is None for n in range(5)])
