@@ -1,7 +1,7 @@
 """What importing function_app costs beyond importing the packages it depends on.
 
-Cold starts pay for import, and Flex Consumption gives the app 30 s to initialise. The bound
-(issue 2): importing function_app costs at most 1.3x importing its third-party dependencies
+Cold starts pay for import, and Flex Consumption gives the app 30 s to initialise. The bound:
+importing function_app costs at most 1.3x importing its third-party dependencies
 alone. Both are measured with `python -X importtime` in fresh interpreters, median of N runs,
 counting only the imports the statement itself triggers (not interpreter start-up).
 """

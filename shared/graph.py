@@ -37,7 +37,7 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.http_retry import RetryPolicy, send_with_retries
-from shared.models import ImprovementAction, RecommendationCategory
+from shared.models import IMPROVEMENT_ACTION_ID, ImprovementAction, RecommendationCategory
 from shared.observability import register_secret
 from shared.settings import Settings
 
@@ -48,7 +48,7 @@ PROFILES_PATH = "/v1.0/security/secureScoreControlProfiles"
 _RETRYABLE = frozenset({429, 502, 503, 504})
 _MAX_PAGES = 100  # a runaway nextLink loop must end; 100 pages is far above any real tenant
 _TENANT = re.compile(r"^[0-9a-zA-Z.-]{1,100}$")
-_ACTION_ID = re.compile(r"^[0-9A-Za-z_.-]{1,200}$")
+_ACTION_ID = re.compile(IMPROVEMENT_ACTION_ID)
 # Graph spells the device category in the singular; the portal and our API use the plural.
 _CATEGORIES: dict[str, RecommendationCategory] = {
     "device": "Devices",
@@ -165,7 +165,7 @@ class GraphClient:
 
     async def get_improvement_action(self, tenant_id: str, action_id: str) -> ImprovementAction:
         """One improvement action. Raises `NotFound` when Secure Score has no such action."""
-        if not _ACTION_ID.match(action_id):
+        if len(action_id) > 200 or not _ACTION_ID.fullmatch(action_id):
             raise BadRequest("The improvement action id is not valid.")
         url = f"{self._base_url}{PROFILES_PATH}/{quote(action_id, safe='')}"
         body = await self._get(tenant_id, url)

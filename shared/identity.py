@@ -157,7 +157,8 @@ def _roles(claims: list[tuple[str, str]], role_typ: str) -> frozenset[Role]:
 def encode_principal(
     tenant_id: str, user_id: str, roles: list[str], *, name: str = "", wids: list[str] | None = None
 ) -> str:
-    """Build a principal header the way Easy Auth does: for the local host and for tests."""
+    """Build a principal header the way Easy Auth does, for tests and for a developer calling the
+    local host by hand (README, "Who may call what"); the app itself only ever decodes one."""
     claims = [
         {"typ": "http://schemas.microsoft.com/identity/claims/tenantid", "val": tenant_id},
         {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": user_id},

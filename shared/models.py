@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -15,8 +15,10 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -30,7 +32,15 @@ class ApiModel(BaseModel):
 
 class HealthStatus(ApiModel):
     status: Literal["ok", "misconfigured"] = "ok"
-    problems: list[str] = Field(default_factory=list)  # "SETTING: rule"; never a value
+    # "SETTING: rule", never a value; only when misconfigured, so a healthy answer stays {"status":"ok"}
+    problems: list[str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_problems(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.problems is None:
+            data.pop("problems", None)
+        return data
 
 
 # --- Improvement actions (Microsoft Graph secureScoreControlProfiles) -------------------------------

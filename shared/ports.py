@@ -80,6 +80,10 @@ class TicketStore(Protocol):
         """Insert; PreconditionFailed when the ticket id exists."""
         ...
 
+    async def replace(self, ticket: Ticket) -> Ticket:
+        """ETag-conditional write of the whole row; PreconditionFailed when it changed since read."""
+        ...
+
     async def get(self, tenant_id: str, ticket_id: str) -> Ticket | None: ...
 
     async def page(
@@ -104,14 +108,6 @@ class TicketStore(Protocol):
     ) -> StateChangeResult: ...
 
     async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int: ...
-
-
-class TicketRows(TicketStore, Protocol):
-    """The `tickets` table as ticket creation uses it: also finishing a row it wrote as `creating`."""
-
-    async def replace(self, ticket: Ticket) -> Ticket:
-        """ETag-conditional write of the whole row; PreconditionFailed when it changed since read."""
-        ...
 
 
 class IdempotencyClaims(Protocol):

@@ -46,7 +46,7 @@ from shared.ports import (
     MessageQueue,
     ServiceNowRecord,
     ServiceNowRecords,
-    TicketRows,
+    TicketStore,
 )
 from shared.records import Connection, Ticket
 from shared.services.idempotency_claims import ClaimKeeper, HeldClaim
@@ -64,7 +64,7 @@ class TicketCompletion:
         self,
         *,
         connections: ConnectionStore,
-        tickets: TicketRows,
+        tickets: TicketStore,
         idempotency: IdempotencyClaims,
         servicenow: ServiceNowRecords,
         queue: MessageQueue,

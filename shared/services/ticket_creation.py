@@ -76,7 +76,7 @@ from shared.ports import (
     MessageQueue,
     ServiceNowRecord,
     ServiceNowRecords,
-    TicketRows,
+    TicketStore,
 )
 from shared.records import Connection, IdempotencyRecord, Ticket, new_ticket_id
 from shared.services.idempotency_claims import (
@@ -116,7 +116,7 @@ class TicketCreation:
         self,
         *,
         connections: ConnectionStore,
-        tickets: TicketRows,
+        tickets: TicketStore,
         idempotency: IdempotencyClaims,
         servicenow: ServiceNowRecords,
         actions: ImprovementActions,

@@ -17,7 +17,7 @@ from typing import Any
 from shared.clock import Clock
 from shared.errors import PreconditionFailed
 from shared.models import PendingCreate
-from shared.ports import MessageQueue, TicketRows
+from shared.ports import MessageQueue, TicketStore
 from shared.records import Ticket
 from shared.services.idempotency_claims import ClaimKeeper, HeldClaim
 from shared.services.ticket_content import with_record
@@ -31,7 +31,7 @@ FAILURE_REASON_MAX = 500
 
 class PendingCreates:
     def __init__(
-        self, *, tickets: TicketRows, claims: ClaimKeeper, queue: MessageQueue, clock: Clock
+        self, *, tickets: TicketStore, claims: ClaimKeeper, queue: MessageQueue, clock: Clock
     ) -> None:
         self._tickets = tickets
         self._claims = claims

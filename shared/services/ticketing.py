@@ -20,7 +20,7 @@ from shared.ports import (
     ImprovementActions,
     MessageQueue,
     ServiceNowRecords,
-    TicketRows,
+    TicketStore,
 )
 from shared.services.sync_fanout import purge_expired_claims
 from shared.services.ticket_completion import Completion, TicketCompletion
@@ -34,7 +34,7 @@ class TicketingService:
         self,
         *,
         connections: ConnectionStore,
-        tickets: TicketRows,
+        tickets: TicketStore,
         idempotency: IdempotencyClaims,
         servicenow: ServiceNowRecords,
         actions: ImprovementActions,

@@ -287,7 +287,7 @@ async def test_listing_paging_filters_and_the_summary_with_custom_state_names(st
     changes = await get(stack, tenant, type="change_request")
     assert [t["name"] for t in changes["items"]] == ["T4", "T1"]
 
-    # The sync (issue 7) moves states; here the row is changed directly. Custom names apply.
+    # The sync moves states; here the row is changed directly. Custom names apply.
     await stack.merge_row("tickets", {"PartitionKey": tenant, "RowKey": created[0]["id"], "State": "6"})
     await api.set_state_names(
         stack, tenant, {"incident": {"6": "Fixed"}, "change_request": {"-5": "Proposed"}}

@@ -77,7 +77,6 @@ class SyncWorld:
             **fields,
         }
         self.connections.rows[tenant_id] = Connection(**values)
-        self.tickets.rows.setdefault(tenant_id, {})
 
     def row(self, tenant_id: str = TENANT) -> Connection:
         """The tenant's connection row as stored now."""
@@ -94,7 +93,7 @@ class SyncWorld:
         return ticket_id
 
     def sys_id(self, table: str, ticket_id: str, tenant_id: str = TENANT) -> str:
-        return self.tickets.rows[tenant_id][ticket_id].sys_id
+        return self.tickets.rows[(tenant_id, ticket_id)].sys_id
 
     def request(
         self, tenant_id: str = TENANT, reason: SyncReason = "timer", at: datetime | None = None

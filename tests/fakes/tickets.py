@@ -3,7 +3,9 @@
 (with and without Graph).
 
 Same contracts as the real adapters: every write hands out a new ETag, `claim`/`add` refuse an
-existing key, `replace`/`release` refuse a stale ETag (`PreconditionFailed`).
+existing key, `replace`/`release` refuse a stale ETag (`PreconditionFailed`). `InMemoryTickets`
+is the whole `TicketStore`, the one fake of the `tickets` table (the sync's tests add only
+bookkeeping to it).
 `InMemoryServiceNowRecords` keeps the records it made and plays scripted outcomes for the next
 creates. None subclasses an adapter; `_conforms` has mypy check each against its port.
 """
@@ -33,7 +35,7 @@ from shared.ports import (
     ImprovementActions,
     MessageQueue,
     ServiceNowRecords,
-    TicketRows,
+    TicketStore,
 )
 from shared.records import (
     Connection,
@@ -49,23 +51,27 @@ _MATRIX = {(i, u): min(5, i + u - 1) for i in (1, 2, 3) for u in (1, 2, 3)}  # S
 
 
 class InMemoryTickets:
+    """Rows by (tenant id, ticket id)."""
+
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], Ticket] = {}
 
-    async def add(self, ticket: Ticket) -> Ticket:
+    def put(self, ticket: Ticket) -> Ticket:
+        """Store `ticket` unconditionally with a new ETag, as a test sets up a row directly."""
         key = (ticket.tenant_id, ticket.ticket_id)
-        if key in self.rows:
-            raise PreconditionFailed()
         self.rows[key] = ticket.model_copy(update={"etag": next(_etags)})
         return self.rows[key]
 
+    async def add(self, ticket: Ticket) -> Ticket:
+        if (ticket.tenant_id, ticket.ticket_id) in self.rows:
+            raise PreconditionFailed()
+        return self.put(ticket)
+
     async def replace(self, ticket: Ticket) -> Ticket:
-        key = (ticket.tenant_id, ticket.ticket_id)
-        current = self.rows.get(key)
+        current = self.rows.get((ticket.tenant_id, ticket.ticket_id))
         if current is None or current.etag != ticket.etag:
             raise PreconditionFailed()
-        self.rows[key] = ticket.model_copy(update={"etag": next(_etags)})
-        return self.rows[key]
+        return self.put(ticket)
 
     async def get(self, tenant_id: str, ticket_id: str) -> Ticket | None:
         return self.rows.get((tenant_id, ticket_id))
@@ -382,7 +388,7 @@ def _conforms(
     no_graph: UnconfiguredImprovementActions,
 ) -> None:
     # mypy checks here that the fakes implement the ports.
-    _tickets: TicketRows = tickets
+    _tickets: TicketStore = tickets
     _queue: MessageQueue = queue
     _claims: IdempotencyClaims = claims
     _servicenow: ServiceNowRecords = servicenow

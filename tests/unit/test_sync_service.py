@@ -296,7 +296,7 @@ async def test_reconciliation_marks_deleted_records_and_repairs_missed_states(wo
 async def test_a_ticket_younger_than_the_grace_period_is_not_judged(world: SyncWorld) -> None:
     world.connect(last_reconciled_at=None)
     ticket = world.ticket("incident", "1", "2025-03-01 10:00:00")
-    world.tickets.rows[TENANT][ticket] = world.tickets.rows[TENANT][ticket].model_copy(
+    world.tickets.rows[(TENANT, ticket)] = world.tickets.rows[(TENANT, ticket)].model_copy(
         update={"created_at": NOW}
     )
     del world.servicenow.tables["incident"][world.sys_id("incident", ticket)]
@@ -783,11 +783,11 @@ async def test_a_record_seen_before_its_row_existed_is_repaired_by_the_reconcili
     world.connect()
     # A run lists the record while our row is not written yet (the create is still finishing).
     ticket_id = world.ticket("incident", "2", W)
-    row = world.tickets.rows[TENANT].pop(ticket_id)
+    row = world.tickets.rows.pop((TENANT, ticket_id))
     await world.sync()
     assert world.tickets.writes == []
     # The row lands with the state the create answered; the record moved on meanwhile.
-    world.tickets.rows[TENANT][ticket_id] = row.model_copy(update={"state": "1"})
+    world.tickets.rows[(TENANT, ticket_id)] = row.model_copy(update={"state": "1"})
     await world.sync()  # a normal run: that version is in the seen set, so it is skipped
     assert world.tickets.state(TENANT, ticket_id) == "1"
     await world.sync(reconcile_every=timedelta(0))  # the daily reconciliation trusts no seen set
