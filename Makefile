@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 IAC_VENV := .venv-iac
 PORT ?= 7071
 
-.PHONY: setup run test lint bench iac-check clean
+.PHONY: setup run test lint bench fuzz iac-check clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed node_modules/.installed
 	$(PY) -m bench
+
+# The suite runs the hostile-input fuzz with a few examples per endpoint; this is the long run.
+fuzz: $(VENV)/.installed node_modules/.installed
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PY) -m pytest -q tests/e2e/test_bad_input_fuzz.py
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) node_modules .localdev .mypy_cache .ruff_cache .pytest_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import AliasChoices, AliasPath
@@ -44,6 +45,18 @@ def setting_names(field_name: str) -> list[str]:
     return names
 
 
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+
+
+def binding_settings() -> set[str]:
+    """App settings the triggers read through `%NAME%` (the host resolves those, not Settings)."""
+    return {
+        name
+        for source in FUNCTIONS.glob("*.py")
+        for name in re.findall(r"%([A-Za-z_][A-Za-z0-9_]*)%", source.read_text(encoding="utf-8"))
+    }
+
+
 def coverage_violations(infra: Infra, readme: Path) -> list[str]:
     settings = app_settings(infra)
     readme_text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
@@ -60,6 +73,8 @@ def coverage_violations(infra: Infra, readme: Path) -> list[str]:
             violations.append(
                 f"{field_name} ({'/'.join(names)}) is neither set by the Bicep nor documented as optional"
             )
+    for name in sorted(binding_settings() - set(settings)):
+        violations.append(f"{name} is read by a trigger binding (%{name}%) but not set by the Bicep")
     for name in DOCUMENTED_OPTIONAL:
         if name not in all_names:
             violations.append(f"{name} is documented as optional but Settings no longer reads it")
