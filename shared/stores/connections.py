@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -14,11 +13,11 @@ from shared.stores.tables import (
     TableStore,
     create_entity,
     delete_entity,
+    delete_matching,
     from_entity,
     get_entity,
     query,
     replace_entity,
-    storage_errors,
     to_entity,
     upsert_entity,
 )
@@ -28,7 +27,6 @@ OAUTH_STATES = "oauthstates"
 CONNECTION_ROW = "servicenow"
 STATE_ROW = "state"
 _CONNECTION_JSON = frozenset({"StateNames", "InstanceStateLabels", "Watermarks"})
-_DELETE_CONCURRENCY = 16
 
 
 class ConnectionRepository:
@@ -116,21 +114,5 @@ class OAuthStateRepository:
         scan); it stays cheap because this cleanup keeps the table small. A row that is already
         gone is not an error.
         """
-        if limit <= 0:
-            return 0
         table = await self._store.table(OAUTH_STATES)
-        keys: list[tuple[str, str]] = []
-        with storage_errors(f"list {OAUTH_STATES}"):
-            async for entity in table.query_entities(
-                "ExpiresAt lt @cutoff",
-                parameters={"cutoff": before},
-                select=["PartitionKey", "RowKey"],
-                results_per_page=min(limit, 1000),
-            ):
-                keys.append((str(entity["PartitionKey"]), str(entity["RowKey"])))
-                if len(keys) >= limit:
-                    break
-        for start in range(0, len(keys), _DELETE_CONCURRENCY):
-            chunk = keys[start : start + _DELETE_CONCURRENCY]
-            await asyncio.gather(*(delete_entity(table, pk, rk) for pk, rk in chunk))
-        return len(keys)
+        return await delete_matching(table, "ExpiresAt lt @cutoff", {"cutoff": before}, limit=limit)

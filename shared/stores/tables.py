@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 RecordT = TypeVar("RecordT", bound=BaseModel)
 
 # Explicit, for every Storage client we build: azure-core's defaults wait up to 300 s to connect.
+_DELETE_CONCURRENCY = 16  # deletes in flight at once during a cleanup
 STORAGE_TIMEOUTS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 20}
 
 
@@ -153,6 +154,33 @@ async def delete_entity(
             )
     except (ResourceModifiedError, ResourceNotFoundError) as exc:
         raise PreconditionFailed() from exc
+
+
+async def delete_matching(
+    table: TableClient, query_filter: str, parameters: dict[str, Any], *, limit: int
+) -> int:
+    """Delete at most `limit` rows matching the filter (a bounded cleanup); returns how many.
+
+    Rows are listed first (keys only), then deleted a few at a time without their ETag: a row
+    already gone is not an error, and a cleanup must not hold up on one that changed.
+    """
+    if limit <= 0:
+        return 0
+    keys: list[tuple[str, str]] = []
+    with storage_errors(f"list {table.table_name}"):
+        async for entity in table.query_entities(
+            query_filter,
+            parameters=parameters,
+            select=["PartitionKey", "RowKey"],
+            results_per_page=min(limit, 1000),
+        ):
+            keys.append((str(entity["PartitionKey"]), str(entity["RowKey"])))
+            if len(keys) >= limit:
+                break
+    for start in range(0, len(keys), _DELETE_CONCURRENCY):
+        chunk = keys[start : start + _DELETE_CONCURRENCY]
+        await asyncio.gather(*(delete_entity(table, pk, rk) for pk, rk in chunk))
+    return len(keys)
 
 
 async def query(

@@ -32,7 +32,6 @@ JSON: the portal passes them back unchanged and never learns our keys' format.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -58,6 +57,7 @@ from shared.stores.tables import (
     TableStore,
     create_entity,
     delete_entity,
+    delete_matching,
     from_entity,
     get_entity,
     query,
@@ -70,7 +70,6 @@ from shared.untrusted import decode_json
 TICKETS = "tickets"
 IDEMPOTENCY = "idempotency"
 MAX_BATCH = 100  # Table Storage's limit of operations in one transaction
-_DELETE_CONCURRENCY = 16
 _KEY_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -232,24 +231,10 @@ class IdempotencyRepository:
         `CompletedAt`); claims in progress have none and are never selected. A completed claim is
         never written again, so it is deleted without its ETag; one already gone is not an error.
         """
-        if limit <= 0:
-            return 0
         table = await self._store.table(IDEMPOTENCY)
-        keys: list[tuple[str, str]] = []
-        with storage_errors(f"list {IDEMPOTENCY}"):
-            async for entity in table.query_entities(
-                "Status eq 'completed' and CompletedAt lt @cutoff",
-                parameters={"cutoff": before},
-                select=["PartitionKey", "RowKey"],
-                results_per_page=min(limit, 1000),
-            ):
-                keys.append((str(entity["PartitionKey"]), str(entity["RowKey"])))
-                if len(keys) >= limit:
-                    break
-        for start in range(0, len(keys), _DELETE_CONCURRENCY):
-            chunk = keys[start : start + _DELETE_CONCURRENCY]
-            await asyncio.gather(*(delete_entity(table, pk, rk) for pk, rk in chunk))
-        return len(keys)
+        return await delete_matching(
+            table, "Status eq 'completed' and CompletedAt lt @cutoff", {"cutoff": before}, limit=limit
+        )
 
 
 def _filter(tenant_id: str, type: TicketType | None, state: str | None) -> tuple[str, dict[str, Any]]:
