@@ -5,11 +5,9 @@ and no trigger needs a try/except of its own. In order:
 
 1. A state-changing request (POST, PUT, PATCH, DELETE) whose `Origin` header names another site is
    refused, 403 `forbidden_origin`: a web page may only change data through the app from the app's
-   own origin or one of `CORS_ALLOWED_ORIGINS`. The app's own origin is the request's scheme and
-   host as the App Service front end passes them: `X-Forwarded-Proto` and `X-Forwarded-Host` when
-   each is one plain value (a comma list was added to by a client, so it is ignored), else the
-   request URL's scheme and the `Host` header. A request without `Origin` is not a cross-site
-   browser request and is judged by its credentials alone.
+   own origin or one of `CORS_ALLOWED_ORIGINS` (`_cors.allowed_origin`, which also decides the
+   CORS headers). A request without `Origin` is not a cross-site browser request and is judged by
+   its credentials alone.
 2. Protected handlers: the principal (401) and the role (403).
 3. A state-changing request with a body must be `Content-Type: application/json` (`charset=utf-8`
    at most), else 415 `unsupported_media_type`: the types a cross-site form can send without a
@@ -17,21 +15,27 @@ and no trigger needs a try/except of its own. In order:
    Content-Type is read as JSON: only scripts send one (a browser that does, from a Blob without
    a type, also sends `Origin`, which rule 1 judges).
 
-Every response carries `X-Request-Id`, the invocation id the log lines carry; every error body is
-`{"error": {"code", "message", "requestId"[, "fields"]}}`, with caller-chosen text escaped.
+Every response carries `X-Request-Id`, the invocation id the log lines carry, and the CORS headers
+(`_cors.add_cors_headers`); every error body is `{"error": {"code", "message", "requestId"[,
+"fields"]}}`, with caller-chosen text escaped. Every request is logged in one line: method, route
+template, status, duration, tenant (once known) and request id; INFO, WARNING for a 5xx, ERROR
+with the traceback for an unexpected exception.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from functions._cors import add_cors_headers, allowed_origin
 from shared.errors import (
     AppError,
     BadRequest,
@@ -45,7 +49,7 @@ from shared.errors import (
 from shared.identity import Caller, Role, caller_from_headers
 from shared.observability import bind_tenant, log_context
 from shared.settings import get_settings
-from shared.untrusted import decode_json, escape_text, origin_of
+from shared.untrusted import decode_json, escape_text
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,8 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_REPORTED_FIELDS = 20  # a body with thousands of bad keys gets a bounded answer
 REQUEST_ID_HEADER = "X-Request-Id"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What pydantic puts before the message of a ValueError or assert in a validator: not for a caller.
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Handler = Callable[[func.HttpRequest, Caller], Awaitable[func.HttpResponse]]
 AnonymousHandler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
@@ -102,7 +108,7 @@ def validate(model: type[ModelT], data: Any) -> ModelT:
         # Locations can hold body keys and query parameter names the caller chose: kept short
         # here, escaped in `error_response`.
         fields = [
-            {"field": _location(err["loc"]), "message": err["msg"]}
+            {"field": _location(err["loc"]), "message": _message(err["msg"])}
             for err in exc.errors(include_input=False, include_url=False)[:MAX_REPORTED_FIELDS]
         ]
         raise BadRequest(
@@ -115,20 +121,27 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return escape_text(".".join(str(part) for part in loc), limit=100) or "(body)"
 
 
+def _message(message: str) -> str:
+    for prefix in _PYDANTIC_PREFIXES:
+        message = message.removeprefix(prefix)
+    return message
+
+
 def endpoint(role: Role) -> Callable[[Handler], Callable[[func.HttpRequest, func.Context], Any]]:
     """Wrap a protected handler: origin, authentication, role, content type; errors to the error body."""
 
     def decorate(handler: Handler) -> Callable[[func.HttpRequest, func.Context], Any]:
         async def run(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-            async def call() -> func.HttpResponse:
+            async def call(exchange: _Exchange) -> func.HttpResponse:
                 check_origin(req)
                 caller = caller_from_headers(req.headers, trusted=get_settings().principal_header_trusted)
                 bind_tenant(caller.tenant_id)
+                exchange.tenant_id = caller.tenant_id
                 caller.require(role)
                 check_content_type(req)
                 return await handler(req, caller)
 
-            return await _guarded(call, context)
+            return await _guarded(req, context, call)
 
         return _as_trigger(run, handler)
 
@@ -136,15 +149,15 @@ def endpoint(role: Role) -> Callable[[Handler], Callable[[func.HttpRequest, func
 
 
 def anonymous(handler: AnonymousHandler) -> Callable[[func.HttpRequest, func.Context], Any]:
-    """Wrap a handler that needs no principal (health, the OAuth callback)."""
+    """Wrap a handler that needs no principal (health, the OAuth callback, CORS preflights)."""
 
     async def run(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-        async def call() -> func.HttpResponse:
+        async def call(_: _Exchange) -> func.HttpResponse:
             check_origin(req)
             check_content_type(req)
             return await handler(req)
 
-        return await _guarded(call, context)
+        return await _guarded(req, context, call)
 
     return _as_trigger(run, handler)
 
@@ -155,31 +168,10 @@ def check_origin(req: func.HttpRequest) -> None:
     Raises:
         ForbiddenOrigin: `Origin` is present and neither the app's own nor an allowed one.
     """
-    if req.method.upper() not in STATE_CHANGING:
+    if req.method.upper() not in STATE_CHANGING or req.headers.get("origin") is None:
         return
-    origin = req.headers.get("origin")
-    if origin is None:
-        return
-    claimed = origin_of(origin)
-    if claimed is not None and (claimed == own_origin(req) or claimed in get_settings().allowed_origins):
-        return
-    raise ForbiddenOrigin()
-
-
-def own_origin(req: func.HttpRequest) -> str | None:
-    """The origin the caller reached the app at (see the module docstring for the headers)."""
-    try:
-        url = urlsplit(req.url)
-    except ValueError:
-        return None
-    scheme = _single_value(req.headers.get("x-forwarded-proto")) or url.scheme
-    host = _single_value(req.headers.get("x-forwarded-host")) or req.headers.get("host") or url.netloc
-    return origin_of(f"{scheme}://{host}")
-
-
-def _single_value(value: str | None) -> str | None:
-    value = (value or "").strip()
-    return value if value and "," not in value else None
+    if allowed_origin(req) is None:
+        raise ForbiddenOrigin()
 
 
 def check_content_type(req: func.HttpRequest) -> None:
@@ -198,23 +190,81 @@ def is_json(content_type: str) -> bool:
     return media_type == "application/json" and all(p == "charset=utf-8" for p in charsets)
 
 
+@dataclass
+class _Exchange:
+    """What the request's log line says besides the answer: the tenant once known, the error."""
+
+    started: float
+    tenant_id: str | None = None
+    error: AppError | None = None
+    unexpected: Exception | None = None
+
+
 async def _guarded(
-    call: Callable[[], Awaitable[func.HttpResponse]], context: func.Context
+    req: func.HttpRequest,
+    context: func.Context,
+    call: Callable[[_Exchange], Awaitable[func.HttpResponse]],
 ) -> func.HttpResponse:
     request_id = context.invocation_id
+    exchange = _Exchange(started=time.perf_counter())
     with log_context(invocation_id=request_id):
         try:
-            response = await call()
+            response = await call(exchange)
         except AppError as error:
-            level = logging.WARNING if status_for(error) >= 500 else logging.INFO
-            message = escape_text(error.message, limit=4000)
-            logger.log(level, "%s %s: %s", context.function_name, error.code, message)
+            exchange.error = error
             response = error_response(error, request_id)
-        except Exception:
-            logger.exception("%s failed unexpectedly", context.function_name)
-            response = error_response(AppError(), request_id)
-    response.headers[REQUEST_ID_HEADER] = request_id
+        except Exception as unexpected:
+            exchange.error, exchange.unexpected = AppError(), unexpected
+            response = error_response(exchange.error, request_id)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        add_cors_headers(req, response)
+        _log_request(req, context, response.status_code, exchange)
     return response
+
+
+def _log_request(req: func.HttpRequest, context: func.Context, status: int, exchange: _Exchange) -> None:
+    """The request's one line: INFO, WARNING for a 5xx, ERROR (with the traceback) for a bug."""
+    level = logging.INFO if status < 500 else logging.WARNING
+    if exchange.unexpected is not None:
+        level = logging.ERROR
+    error = exchange.error
+    logger.log(
+        level,
+        "%s %s %d (Duration=%dms, tenant=%s, requestId=%s)%s",
+        escape_text(req.method, limit=16),
+        escape_text(route_template(req) or context.function_name, limit=200),
+        status,
+        round((time.perf_counter() - exchange.started) * 1000),
+        exchange.tenant_id or "-",
+        context.invocation_id,
+        f" {error.code}: {escape_text(error.message, limit=4000)}" if error else "",
+        exc_info=exchange.unexpected,
+    )
+
+
+def route_template(req: func.HttpRequest) -> str | None:
+    """The route the request matched, each route value replaced by its parameter's name
+    (`api/tickets/{id}`): a log names the route, never what a caller put in the path. None when
+    the path does not show where a value is."""
+    try:
+        segments = [unquote(segment) for segment in urlsplit(req.url).path.split("/") if segment]
+    except ValueError:
+        return None
+    for name, value in req.route_params.items():
+        if not value:
+            continue
+        # One segment (an encoded `/` included), or several (a catch-all).
+        for parts in ([value], [part for part in value.split("/") if part]):
+            found = [
+                i for i in range(len(segments) - len(parts) + 1) if segments[i : i + len(parts)] == parts
+            ]
+            if found:
+                # The last match: route values follow the literal segments in every route of this app.
+                segments[found[-1] : found[-1] + len(parts)] = ["{" + name + "}"]
+                break
+        else:
+            return None
+    return "/".join(segments)
 
 
 def _as_trigger(run: Callable[..., Any], handler: Callable[..., Any]) -> Callable[..., Any]:

@@ -2,8 +2,9 @@
 and `POST /api/sync` for an admin who wants it now.
 
 The timer only lists and enqueues (and deletes a bounded number of long-expired OAuth states and
-idempotency claims), so it stays cheap however many tenants there are; the queue spreads the work
-over instances, and one tenant's failure is only its own message's.
+idempotency claims, and queues again a bounded number of `creating` tickets whose message was lost),
+so it stays cheap however many tenants there are; the queue spreads the work over instances, and
+one tenant's failure is only its own message's.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ async def sync_timer(timer: func.TimerRequest, context: func.Context) -> None:
         try:
             await syncing.enqueue_connected("timer")
         finally:
-            # Housekeeping that rides on the timer: expired OAuth states and idempotency claims
-            # (bounded; never raises).
+            # Housekeeping that rides on the timer: expired OAuth states and idempotency claims,
+            # lost ticket-create messages (bounded; never raises).
             await syncing.purge_expired_states()
             await ticketing.purge_expired_claims()
+            await ticketing.sweep_pending_creates()
 
 
 @bp.function_name("sync_worker")

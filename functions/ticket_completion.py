@@ -2,7 +2,9 @@
 202 `creating`), one round per message (`shared/services/ticket_completion.py`).
 
 A message that is not one of ours, or a round that fails unexpectedly, raises: the host retries it
-(host.json `maxDequeueCount`) and then moves it to `ticket-creates-poison`, where it is seen.
+(host.json `maxDequeueCount`) and then moves it to `ticket-creates-poison`, where it is seen. Its
+ticket is not lost for that: the sync timer queues a `creating` ticket again once nobody worked on
+it for a while (`TicketCompletion.sweep`).
 """
 
 from __future__ import annotations

@@ -206,9 +206,12 @@ class LocalHost:
             )
             raise
         elapsed = (time.perf_counter() - started) * 1000
+        # An HTTP function that answered 404 did not "succeed" for whoever reads the log: say the status.
+        outcome = f"status {result.status_code}" if isinstance(result, func.HttpResponse) else "Succeeded"
         logger.info(
-            "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)",
+            "Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms)",
             function.name,
+            outcome,
             invocation_id,
             elapsed,
         )

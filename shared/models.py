@@ -17,11 +17,13 @@ from pydantic import (
     SecretStr,
     SerializerFunctionWrapHandler,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 class ApiModel(BaseModel):
@@ -91,13 +93,20 @@ class ConfigureConnection(ApiModel):
     client_secret: SecretStr | None = Field(default=None, min_length=1, max_length=512)
 
 
-class ConfigureResult(ApiModel):
+class AuthorizeLink(ApiModel):
+    """An answer that hands out an authorize link: the connection's status and the link to open."""
+
     status: ConnectionStatus
     authorize_url: str
 
 
-class AuthorizeResult(ApiModel):
-    authorize_url: str
+class ConfigureResult(AuthorizeLink):
+    """PUT /api/provisioning: saved; `status` is `pending_authorization`."""
+
+
+class AuthorizeResult(AuthorizeLink):
+    """POST /api/provisioning/authorize: a fresh link; `status` is the connection's, unchanged until
+    the link is completed (a connected tenant stays `connected`)."""
 
 
 class ConnectionView(ApiModel):
@@ -112,6 +121,10 @@ class ConnectionView(ApiModel):
     access_token_expires_at: AwareDatetime | None = None
     refresh_token_expires_at: AwareDatetime | None = None
     last_sync_at: AwareDatetime | None = None
+    # When the last successful sync started: a sync requested at or before then is done.
+    last_sync_started_at: AwareDatetime | None = None
+    # A sync worker holds the tenant's sync lease now (and it has not run out).
+    sync_in_progress: bool = False
     last_error: str | None = None
     # True when the refresh token dies within 14 days: ServiceNow does not extend it on refresh,
     # so an admin must re-authorize before then or the sync stops.
@@ -174,10 +187,8 @@ class CreateTicket(ApiModel):
     @classmethod
     def _calendar_date(cls, value: object) -> object:
         # Lax `date` would also take numbers (Unix times) and full date-times: only YYYY-MM-DD is a due date.
-        if isinstance(value, str) and not _ISO_DATE.match(value):
-            raise ValueError("must be a date in the form YYYY-MM-DD")
-        if not isinstance(value, str | date):
-            raise ValueError("must be a date in the form YYYY-MM-DD")
+        if not isinstance(value, str | date) or (isinstance(value, str) and not _ISO_DATE.match(value)):
+            raise PydanticCustomError("date_format", "must be a date in the form YYYY-MM-DD")
         return value
 
     @model_validator(mode="after")
@@ -192,7 +203,20 @@ class CreateTicket(ApiModel):
                 if value is None
             ]
             if missing:
-                raise ValueError(f"{' and '.join(missing)} required unless improvementActionId is given")
+                # One error per field, each at its field (a model-level error would have no location).
+                raise ValidationError.from_exception_data(
+                    type(self).__name__,
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "required_without_action", "required unless improvementActionId is given"
+                            ),
+                            loc=(alias,),
+                            input=None,
+                        )
+                        for alias in missing
+                    ],
+                )
         return self
 
 
@@ -259,10 +283,32 @@ class TicketSummary(ApiModel):
 TICKET_CREATE_QUEUE = "ticket-creates"  # creates ServiceNow has not confirmed; failures land in -poison
 
 
+class PendingTicket(ApiModel):
+    """The `creating` ticket row a `ticket-creates` message stands for: the worker writes it when the
+    request that queued the message stopped before it did. No secret in it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+    instance_url: str = Field(min_length=1, max_length=300)
+    name: str = Field(max_length=1000)
+    description: str = Field(max_length=20000)
+    priority: int = Field(ge=1, le=5)
+    due_date: date
+    recommendation_source: RecommendationSource
+    recommendation_category: RecommendationCategory
+    improvement_action_id: str | None = Field(default=None, max_length=200)
+    improvement_action_link: str | None = None
+    created_by: str
+    created_by_name: str
+    created_at: AwareDatetime
+
+
 class PendingCreate(ApiModel):
     """One message on the `ticket-creates` queue: finish the ticket whose create ServiceNow has not
     confirmed. Carries what the ServiceNow record receives (no secret: the token is fetched then),
-    not the Idempotency-Key itself but its hash; `round` counts the messages sent for it."""
+    not the Idempotency-Key itself but its hash; `round` counts the messages sent for it.
+    `client_id` is the connection's client when the ticket was made, `ticket` its row (both None
+    in messages queued before they were carried)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
@@ -272,6 +318,8 @@ class PendingCreate(ApiModel):
     table: TicketType
     fields: dict[str, str] = Field(max_length=32)
     round: int = Field(default=0, ge=0, le=1000)
+    client_id: str | None = Field(default=None, max_length=200)
+    ticket: PendingTicket | None = None
 
 
 # --- Sync -----------------------------------------------------------------------------------
@@ -290,8 +338,17 @@ class SyncRequest(ApiModel):
     requested_at: AwareDatetime
 
 
+SYNC_STATUS_URL = "/api/provisioning"
+
+
 class SyncQueued(ApiModel):
-    """POST /api/sync: the sync was queued (it runs shortly, on the queue worker)."""
+    """POST /api/sync: the sync was queued (it runs shortly, on the queue worker); `statusUrl` and
+    `message` say how to tell when it is done."""
 
     status: Literal["queued"] = "queued"
     requested_at: AwareDatetime
+    status_url: str = SYNC_STATUS_URL
+    message: str = (
+        f"Poll GET {SYNC_STATUS_URL}: the sync is done when lastSyncStartedAt is at or after requestedAt "
+        "and syncInProgress is false. A failed sync leaves lastSyncStartedAt as it was and sets lastError."
+    )

@@ -50,7 +50,8 @@ _KEYED = re.compile(
     re.IGNORECASE,
 )
 # Query parameters that carry a credential: the OAuth callback's code, the revoke endpoint's token.
-_QUERY = re.compile(r"(?P<key>[?&;](?:code|token|sig)=)(?P<value>[^&#\s\"'<>]+)")
+# Also a query string logged on its own (`code=...&state=...`), without its `?`.
+_QUERY = re.compile(r"(?P<key>(?:^|(?<=[?&;\s]))(?:code|token|sig)=)(?P<value>[^&#\s\"'<>]+)")
 _HEADER = re.compile(
     r"(?=[ac])(?P<key>(?:authorization|cookie)[\"']?[ \t]*[:=][ \t]*[\"']?)(?P<value>[^\"'\r\n]+)",
     re.IGNORECASE,

@@ -132,6 +132,13 @@ class IdempotencyClaims(Protocol):
         returns how many."""
         ...
 
+    async def stale_in_progress(
+        self, *, written_before: datetime, created_after: datetime, limit: int
+    ) -> list[IdempotencyRecord]:
+        """Claims in progress, made after `created_after`, last written before `written_before`
+        (at most `limit`)."""
+        ...
+
 
 class MessageQueue(Protocol):
     """One Storage queue that services put text messages on."""

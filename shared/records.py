@@ -49,6 +49,27 @@ class TokenSet(BaseModel):
     refresh_token: SecretStr
     access_token_expires_at: AwareDatetime
     refresh_token_expires_at: AwareDatetime
+    # The grant the tokens were issued for (`Connection.grant` less the tenant): a connection read
+    # before a re-authorization or re-pointing must not be handed the next grant's tokens, nor
+    # send its refresh token to the old instance. None in sets stored before this was recorded.
+    instance_url: str | None = None
+    client_id: str | None = None
+    authorized_at: AwareDatetime | None = None
+
+    def for_grant(self, connection: Connection) -> TokenSet:
+        """These tokens, marked as issued for the connection's current grant."""
+        update = {
+            "instance_url": connection.instance_url,
+            "client_id": connection.client_id,
+            "authorized_at": connection.connected_at,
+        }
+        return self.model_copy(update=update)
+
+    def belongs_to(self, connection: Connection) -> bool:
+        if self.instance_url is None:
+            return True  # stored before grants were recorded: nothing to compare
+        mine = (self.instance_url, self.client_id, self.authorized_at)
+        return mine == (connection.instance_url, connection.client_id, connection.connected_at)
 
 
 class StoredRecord(BaseModel):
@@ -146,6 +167,9 @@ class Ticket(StoredRecord):
     recommendation_source: RecommendationSource
     recommendation_category: RecommendationCategory
     improvement_action_id: str | None = None
+    # The link the record's description gives for the action (Graph's at the time of the create), so
+    # a create that finishes a `creating` row sends what the first one did. None on older rows.
+    improvement_action_link: str | None = None
     created_by: str
     created_by_name: str
     created_at: AwareDatetime

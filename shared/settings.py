@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -68,7 +69,35 @@ class Settings(BaseSettings):
     def _template_names_the_instance(cls, template: str) -> str:
         if "{instance}" not in template:
             raise ValueError("must contain {instance}")
+        try:
+            example = template.format(instance="contoso")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("must contain {instance} and no other {...} placeholder") from None
+        if not _is_http_url(example):
+            raise ValueError("must be an http(s) URL with a host, such as https://{instance}.service-now.com")
         return template
+
+    @field_validator("data_storage")
+    @classmethod
+    def _is_a_connection_string(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        pairs = {key.strip().lower() for key, sep, _ in (p.partition("=") for p in value.split(";")) if sep}
+        if not pairs & {"accountname", "tableendpoint", "usedevelopmentstorage"}:
+            raise ValueError(
+                "must be a Storage connection string (AccountName=...;AccountKey=...;"
+                "TableEndpoint=...;QueueEndpoint=..., or UseDevelopmentStorage=true)"
+            )
+        return value
+
+    @field_validator("data_storage_table_service_uri", "data_storage_queue_service_uri")
+    @classmethod
+    def _is_a_service_uri(cls, value: str | None) -> str | None:
+        if value is not None and not _is_http_url(value):
+            raise ValueError(
+                "must be the service's https URL, such as https://<account>.table.core.windows.net"
+            )
+        return value
 
     @field_validator("cors_allowed_origins")
     @classmethod
@@ -100,6 +129,15 @@ class Settings(BaseSettings):
         if not listed:
             listed = [str(self.portal_url), *(["http://localhost:3000"] if self.local_dev else [])]
         return frozenset(origin for item in listed if (origin := origin_of(item)))
+
+
+def _is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (a malformed port raises here)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _listed(value: str) -> list[str]:

@@ -36,7 +36,7 @@ param pythonVersion string = '3.11'
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 100
 
-// scheme://host of the portal, the only origin allowed to call the API from a browser.
+// scheme://host of the portal, the only origin whose pages may call the API (CORS_ALLOWED_ORIGINS).
 var portalOrigin = '${split(portalUrl, '/')[0]}//${split(portalUrl, '/')[2]}'
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -82,12 +82,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      cors: {
-        allowedOrigins: [
-          portalOrigin
-        ]
-        supportCredentials: false
-      }
+      // No `cors` here: the app answers CORS itself from CORS_ALLOWED_ORIGINS (functions/_cors.py),
+      // as it does locally. A platform list would answer preflights before the app and add its own
+      // headers to every response (tests/infra/policies.py refuses one).
     }
     functionAppConfig: {
       deployment: {

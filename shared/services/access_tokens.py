@@ -87,6 +87,10 @@ class AccessTokens:
         stored = await self._secrets.get_tokens(connection.tenant_id, fresh=True)
         if stored is None:
             raise ConnectionNotReady("ServiceNow has not been authorized for this tenant yet.")
+        if not stored.belongs_to(connection):
+            # Re-authorized or pointed elsewhere since `connection` was read: its tokens must not
+            # be sent to this connection's instance, nor its refresh token to the old one.
+            raise ConnectionNotReady("The ServiceNow connection changed while this request ran. Try again.")
         if self._good(stored, minimum, rejected):
             self._cache[connection.grant] = stored  # another instance refreshed, or a cold start
             return stored
@@ -106,6 +110,7 @@ class AccessTokens:
                 client_secret=client_secret,
                 tokens=tokens,
             )
+            refreshed = refreshed.for_grant(connection)
         except GrantRevoked as exc:
             self.forget(connection.tenant_id)
             await self._mark_reauthorization_required(connection, exc.message)

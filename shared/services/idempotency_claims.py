@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from shared.clock import Clock
@@ -134,11 +134,6 @@ class HeldClaim:
             return 0.0
         return (self.maybe_made + self._policy.settle_window - self._clock.now()).total_seconds()
 
-    def lease_left(self) -> int:
-        """Whole seconds until the lease ends (at least 1): when a retry may take the claim over."""
-        lease = self.claim.lease_until
-        return max(1, _seconds_until(lease, self._clock.now()) if lease is not None else 1)
-
     async def keep(self) -> datetime | None:
         """Keep the claim and its ticket id after a failure, so a retry looks before it creates.
 
@@ -151,8 +146,20 @@ class HeldClaim:
             if settles <= self._clock.now():
                 settles = None
         update = {"lease_until": settles, "posted_at": self.maybe_made}
-        await _quietly(self._store.replace(self.claim.model_copy(update=update)))
+        kept = await _quietly(self._store.replace(self.claim.model_copy(update=update)))
+        if isinstance(kept, IdempotencyRecord):
+            self.claim = kept
         return settles
+
+    async def cut_off(self) -> datetime:
+        """The deadline ended the create. A POST it had on the wire may still be processed, so the
+        settle window counts from now and the claim keeps its lease until then; with nothing sent
+        the lease stays as it is. Returns when the lease ends: when a retry can go on."""
+        self.outcome_unknown()
+        now = self._clock.now()
+        if self.maybe_made is None:
+            return self.claim.lease_until or now
+        return await self.keep() or now
 
     async def release(self) -> None:
         """Delete the claim: the key is free again (only when no create of it can have made a record)."""
@@ -194,9 +201,14 @@ class ClaimKeeper:
         except PreconditionFailed:
             return None
 
-    async def await_or_take_over(self, claim: IdempotencyRecord) -> Ticket | HeldClaim | None:
+    async def await_or_take_over(
+        self, claim: IdempotencyRecord, prepare: Callable[[Ticket | None], Awaitable[None]]
+    ) -> Ticket | HeldClaim | None:
         """The finished ticket (or the `creating` one, while another holds the lease); or the claim
         with its lease now ours (`row` set when the ticket is `creating`); or None if it was released.
+
+        `prepare` runs with the `creating` row (or None) right before a takeover is tried: what it
+        raises (the record's content cannot be had) leaves the lease alone.
 
         Raises:
             IdempotencyKeyInProgress: the claimant still holds its lease after our wait.
@@ -209,6 +221,8 @@ class ClaimKeeper:
                 if current.status != "completed":  # the claimant stored the ticket, then stopped
                     await self.mark_completed(current)
                 return ticket
+            if current.status == "in_progress" and _lease_free(current, self._clock.now()):
+                await prepare(ticket)
             taken = await self.take_over(current)
             if taken is not None:
                 taken.row = ticket
@@ -241,6 +255,22 @@ class ClaimKeeper:
             return None  # wait for that one instead
         return self._held(taken)
 
+    async def touch(self, claim: IdempotencyRecord) -> bool:
+        """Write the claim unchanged (it counts as written now); False when another wrote it first."""
+        try:
+            await self._claims.replace(claim)
+        except PreconditionFailed:
+            return False
+        return True
+
+    async def stale(
+        self, *, written_before: datetime, created_after: datetime, limit: int
+    ) -> list[IdempotencyRecord]:
+        """Claims in progress, made after `created_after`, that nobody wrote since `written_before`."""
+        return await self._claims.stale_in_progress(
+            written_before=written_before, created_after=created_after, limit=limit
+        )
+
     async def mark_completed(self, claim: IdempotencyRecord) -> None:
         current: IdempotencyRecord | None = claim
         for _ in range(3):
@@ -268,9 +298,11 @@ def _seconds_until(instant: datetime, now: datetime) -> int:
     return math.ceil((instant - now).total_seconds())
 
 
-async def _quietly(write: Awaitable[object]) -> None:
-    """Tidy-up after a failure: the original error is what the caller must see."""
+async def _quietly(write: Awaitable[object]) -> object:
+    """Tidy-up after a failure: the original error is what the caller must see. What the write
+    returned, or None when it failed."""
     try:
-        await write
+        return await write
     except AppError:
         logger.warning("Could not update the idempotency claim after a failed create")
+        return None

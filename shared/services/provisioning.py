@@ -120,8 +120,8 @@ class ProvisioningService:
         state = await self._new_state(caller, connection.instance_url, connection.client_id)
         await self._states.add(state)
         # From now on only this state may complete: an authorize URL handed out before is void.
-        await self._update(caller.tenant_id, lambda _: {"pending_state_id": state.state_id})
-        return AuthorizeResult(authorize_url=await self._authorize_url(state))
+        saved = await self._update(caller.tenant_id, lambda _: {"pending_state_id": state.state_id})
+        return AuthorizeResult(status=saved.status, authorize_url=await self._authorize_url(state))
 
     async def status(self, tenant_id: str) -> ConnectionView:
         connection = await self._connections.get(tenant_id)
@@ -129,6 +129,7 @@ class ProvisioningService:
             return ConnectionView(
                 status=ConnectionStatus.NOT_CONFIGURED, state_names=effective_state_names({})
             )
+        now = self._clock.now()
         return ConnectionView(
             status=connection.status,
             instance=connection.instance,
@@ -139,11 +140,13 @@ class ProvisioningService:
             access_token_expires_at=connection.access_token_expires_at,
             refresh_token_expires_at=connection.refresh_token_expires_at,
             last_sync_at=connection.last_sync_at,
+            last_sync_started_at=connection.last_sync_started_at,
+            sync_in_progress=connection.sync_lease_until is not None and connection.sync_lease_until > now,
             last_error=connection.last_error,
             refresh_token_expires_soon=(
                 connection.status == ConnectionStatus.CONNECTED
                 and connection.refresh_token_expires_at is not None
-                and connection.refresh_token_expires_at - self._clock.now() < REFRESH_TOKEN_WARNING
+                and connection.refresh_token_expires_at - now < REFRESH_TOKEN_WARNING
             ),
             state_names=effective_state_names(connection.state_names, connection.instance_state_labels),
         )
@@ -277,6 +280,8 @@ class ProvisioningService:
                 verifier=await self._verifier(state),
                 state=state.state_id,
             )
+            authorized = connection.model_copy(update={"connected_at": self._clock.now()})
+            tokens = tokens.for_grant(authorized)
             await self._secrets.set_tokens(connection.tenant_id, tokens)
         except AppError as error:
             await self._record_error(connection, f"Exchanging the authorization code failed: {error.message}")
@@ -285,7 +290,7 @@ class ProvisioningService:
             "status": ConnectionStatus.CONNECTED,
             "connected_by": state.user_id,
             "connected_by_name": state.user_name,
-            "connected_at": self._clock.now(),
+            "connected_at": authorized.connected_at,
             "access_token_expires_at": tokens.access_token_expires_at,
             "refresh_token_expires_at": tokens.refresh_token_expires_at,
             "last_error": None,

@@ -126,6 +126,7 @@ class TicketContent:
             recommendation_source=self.source,
             recommendation_category=self.category,
             improvement_action_id=self.improvement_action_id,
+            improvement_action_link=self.improvement_action_link,
             created_by=self.requester.user_id,
             created_by_name=self.requester.name,
             created_at=at,
@@ -205,6 +206,28 @@ def ticket_content(
         improvement_action_id=action_id,
         improvement_action_link=improvement_action_link(action_id, action) if action_id is not None else None,
         requester=requester,
+    )
+
+
+def row_content(row: Ticket) -> TicketContent:
+    """The content a ticket row was written from (`TicketContent.row`): a create that finishes a
+    `creating` row sends what the first create did, whatever Secure Score says now."""
+    action_id = row.improvement_action_id
+    link = row.improvement_action_link
+    if action_id is not None and link is None:  # a row written before the link was kept
+        link = improvement_action_link(action_id, None)
+    return TicketContent(
+        ticket_id=row.ticket_id,
+        table=row.type,
+        name=row.name,
+        description=row.description,
+        priority=row.priority,
+        due_date=row.due_date,
+        source=row.recommendation_source,
+        category=row.recommendation_category,
+        improvement_action_id=action_id,
+        improvement_action_link=link,
+        requester=Requester(row.tenant_id, row.created_by, row.created_by_name),
     )
 
 

@@ -27,15 +27,20 @@ A second request with the key finds the claim: another body is 422; completed re
 progress with a live lease and no row waits briefly for it, then 409 `idempotency_key_in_progress`
 with Retry-After; in progress with a free or expired lease (the first request gave up, crashed,
 or answered 202) takes the lease over, looks ServiceNow up by correlation id, and creates only if
-nothing is there and the claim's `posted_at` is older than the settle window. Twenty concurrent
-requests with one key therefore make one record.
+nothing is there and the claim's `posted_at` is older than the settle window. What it would send
+is settled before it takes the lease: a `creating` row's own content, else the request's (Secure
+Score read again). Twenty concurrent requests with one key therefore make one record. A takeover
+of a `creating` ticket answers 202 after any failure but a refusal of the create (`failed`), and
+hands the ticket to the worker.
 
 The claim is deleted (the key free again) only when ServiceNow refused the create itself and no
 create of the claim may have made a record; any other failure keeps the claim and its ticket id.
 Once the ticket is `creating`, a refusal of the create makes it `failed` instead (the claim
 completed). A create runs under an overall deadline (`create_deadline_s`), well inside the front
-end's limit; past it the caller gets 503 and the lease is kept (202 if the ticket is `creating`
-already). A completed claim is deleted by the timer `claim_retention` after its completion.
+end's limit; past it the caller gets 503 (202 if the ticket is `creating` already). A POST the
+deadline cut may still commit, so its settle window counts from the cut, and the claim keeps its
+lease until that ends. A completed claim is deleted by the timer `claim_retention` after its
+completion.
 
 What is left: a create whose transaction outlives the settle window (an instance whose REST quota
 was raised above 60 s, or a transaction queued behind others for long) could still commit after
@@ -44,7 +49,8 @@ the lookup that let a second create go. Raise `settle_window` for such instances
 Who does what: `idempotency_claims` keeps the claim (lease, settle window, release, completion),
 `ticket_record` finds or creates the record, `ticket_content` says what the record and the row
 contain, `ticket_pending` keeps `creating` rows and their messages; this module runs the protocol
-from the request to the stored ticket.
+from the request to the stored ticket. (It is longer than our usual 300 lines because this
+docstring is the protocol's specification; the code is about 250 lines.)
 """
 
 from __future__ import annotations
@@ -85,7 +91,13 @@ from shared.services.idempotency_claims import (
     idempotency_key_hash,
     request_fingerprint,
 )
-from shared.services.ticket_content import Requester, TicketContent, check_due_date, ticket_content
+from shared.services.ticket_content import (
+    Requester,
+    TicketContent,
+    check_due_date,
+    row_content,
+    ticket_content,
+)
 from shared.services.ticket_pending import PendingCreates
 from shared.services.ticket_policy import TicketingPolicy
 from shared.services.ticket_queries import ticket_view
@@ -109,6 +121,7 @@ class _Job:
     connection: Connection
     deadline: datetime
     action: ImprovementAction | None = None  # read from Secure Score when first needed
+    content: TicketContent | None = None  # what a takeover of the claim sends
 
 
 class TicketCreation:
@@ -179,15 +192,34 @@ class TicketCreation:
 
     async def _repeat(self, job: _Job, claim: IdempotencyRecord) -> CreateResult | None:
         """The key was claimed: its ticket; or, with the lease now ours, the create an earlier
-        request started, finished. None when the claim was released meanwhile."""
-        outcome = await self._claims.await_or_take_over(claim)
+        request started, finished. None when the claim was released meanwhile.
+
+        The content is settled before the lease is taken: a `creating` row's is the one its first
+        create sent (Secure Score is not asked again); without a row it is read as for a new create,
+        and an action Secure Score no longer has (400) or no Graph (503) leaves the claim alone.
+        """
+
+        async def prepare(row: Ticket | None) -> None:
+            if row is not None:
+                job.content = row_content(row)
+            else:
+                requester = Requester(claim.tenant_id, claim.created_by, claim.created_by_name)
+                action = await self._action(job)
+                job.content = ticket_content(job.request, requester, claim.ticket_id, action)
+
+        job.content = None
+        outcome = await self._claims.await_or_take_over(claim, prepare)
         if isinstance(outcome, Ticket):
             return CreateResult(ticket_view(outcome, job.connection), created=False)
         if outcome is None:
             return None
-        requester = Requester(claim.tenant_id, claim.created_by, claim.created_by_name)
-        content = ticket_content(job.request, requester, claim.ticket_id, await self._action(job))
-        return await self._fulfil(job, outcome, content, look_first=True)
+        assert job.content is not None
+        if outcome.row is not None and not _same_instance(outcome.row, job.connection):
+            # Made for the instance the tenant left: the worker fails it, with its reason.
+            until = await outcome.keep() or self._clock.now()
+            ticket = await self._defer(job, outcome, job.content, until=until)
+            return CreateResult(ticket_view(ticket, job.connection), created=False)
+        return await self._fulfil(job, outcome, job.content, look_first=True)
 
     async def _ready_connection(self, tenant_id: str) -> Connection:
         connection = await self._connections.get(tenant_id)
@@ -225,7 +257,7 @@ class TicketCreation:
         try:
             outcome = await self._record(job, held, content, look_first=look_first)
         except UpstreamRejected as exc:
-            if held.row is None or not held.refused:
+            if held.row is None:
                 raise
             ticket = await self._pending.fail(held, held.row, exc.message)  # the 202 was given
         except IdempotencyKeyInProgress:
@@ -246,7 +278,11 @@ class TicketCreation:
     ) -> ServiceNowRecord | datetime:
         """The record, by the deadline; or when a worker may go on with it, when ServiceNow may
         still make it. After a failure the claim is released only if no create of it can have
-        made a record; else it is kept, with its lease while one may still commit."""
+        made a record; else it is kept, with its lease while one may still commit.
+
+        A `creating` ticket (answered 202 before) goes to the worker after any failure but
+        ServiceNow refusing the create itself (which raises UpstreamRejected: it is `failed`).
+        """
         try:
             # The clock sets the deadline; only a timer can end an await that hangs (a token
             # refresh, a POST), so the time left to it is handed to one.
@@ -255,9 +291,10 @@ class TicketCreation:
                     held, job.connection, content, look_first=look_first, deadline=job.deadline
                 )
         except TimeoutError:
+            until = await held.cut_off()  # a POST on the wire may commit: its window starts now
             if held.row is not None:  # `creating` already: the worker goes on once the lease ends
-                return held.claim.lease_until or self._clock.now()
-            raise self._overdue(held) from None
+                return until
+            raise self._overdue(held, until) from None
         except IdempotencyKeyInProgress:
             raise  # another request took the claim over: it is theirs to write now
         except AppError as exc:
@@ -267,9 +304,17 @@ class TicketCreation:
                 await held.release()  # ServiceNow refused the record and none can exist: the key is free
                 raise
             settles = await held.keep()
+            if held.row is not None and not (isinstance(exc, UpstreamRejected) and held.refused):
+                return self._retry_at(exc, settles)
             if isinstance(exc, UpstreamUnavailable) and settles is not None:
                 return settles  # not known yet, and too long to wait for here: answered 202
             raise
+
+    def _retry_at(self, error: AppError, settles: datetime | None) -> datetime:
+        """When a retry after `error` can make progress: the settle window, ServiceNow's Retry-After."""
+        now = self._clock.now()
+        wait = error.retry_after if isinstance(error, UpstreamUnavailable) else 0
+        return max(settles or now, now + timedelta(seconds=wait))
 
     async def _defer(self, job: _Job, held: HeldClaim, content: TicketContent, *, until: datetime) -> Ticket:
         """The `creating` row, with a message for the worker at `until`.
@@ -278,19 +323,31 @@ class TicketCreation:
             UpstreamUnavailable: storage did not answer; retry_after: when a retry can go on.
         """
         row = held.row or content.row(instance_url=job.connection.instance_url, at=self._clock.now())
+        client_id = job.connection.client_id
         try:
-            return await self._pending.defer(held.claim.key_hash, content, row, until=until)
+            return await self._pending.defer(
+                held.claim.key_hash, content, row, until=until, client_id=client_id
+            )
         except UpstreamUnavailable as exc:
+            if held.row is not None:
+                # The ticket is stored `creating` and keeps its claim: the timer's sweep queues it.
+                logger.warning("Ticket %s: no message queued (%s)", row.ticket_id, exc.message)
+                return held.row
             # Not before a retry can make progress: the claim keeps its lease until `until`.
             left = math.ceil((until - self._clock.now()).total_seconds())
             raise UpstreamUnavailable(exc.message, retry_after=max(exc.retry_after, left)) from exc
 
-    def _overdue(self, held: HeldClaim) -> UpstreamUnavailable:
-        """The create ran out of time. The claim keeps its lease (a POST may be on the wire)."""
+    def _overdue(self, held: HeldClaim, until: datetime) -> UpstreamUnavailable:
+        """The create ran out of time. The claim keeps its lease until `until` (a POST may have
+        been on the wire): a retry can go on then."""
         logger.warning("Creating ticket %s took longer than its deadline", held.claim.ticket_id)
         return UpstreamUnavailable(
             "ServiceNow is too slow to create the ticket now. Retry with the same Idempotency-Key "
             "after the Retry-After time.",
-            retry_after=held.lease_left(),
+            retry_after=max(1, math.ceil((until - self._clock.now()).total_seconds())),
             ambiguous=held.may_have_made_a_record,
         )
+
+
+def _same_instance(row: Ticket, connection: Connection) -> bool:
+    return row.instance_url.rstrip("/") == connection.instance_url.rstrip("/")

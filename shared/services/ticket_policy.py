@@ -32,6 +32,18 @@ class TicketingPolicy:
     # worker, one round per settle window; the last round only looks (no create can still commit
     # then), and a record still not found makes the ticket `failed`.
     completion_rounds: int = 5
+    # A rotated client secret leaves the connection `pending_authorization` until an admin
+    # consents. A `creating` ticket on the same instance and client waits for that (its message
+    # comes back every `consent_poll`) until `consent_wait` after it was made, then fails.
+    consent_poll: timedelta = timedelta(minutes=5)
+    consent_wait: timedelta = timedelta(hours=24)
+    # A lost `ticket-creates` message (a queue fault, a worker that failed until the poison queue)
+    # would leave its ticket `creating`: the timer queues it again once nobody wrote its claim for
+    # `sweep_after` (longer than any wait between two rounds), for claims made within
+    # `sweep_horizon`, at most `sweep_limit` claims a run.
+    sweep_after: timedelta = timedelta(minutes=10)
+    sweep_horizon: timedelta = timedelta(days=2)
+    sweep_limit: int = 100
     # A completed claim keeps its key bound to its ticket this long, then the timer deletes it (at
     # most `claim_purge_limit` a run) and the key is new again.
     claim_retention: timedelta = timedelta(days=7)
@@ -44,3 +56,7 @@ class TicketingPolicy:
             raise ValueError("completion_rounds must be at least 1")
         if self.lease < self.settle_window:
             raise ValueError("lease must be at least settle_window")
+        if self.sweep_after <= max(self.lease, self.consent_poll):
+            raise ValueError("sweep_after must exceed lease and consent_poll")
+        if self.sweep_horizon <= self.consent_wait:
+            raise ValueError("sweep_horizon must exceed consent_wait")

@@ -1,6 +1,7 @@
 """The ticket service the triggers call: creating tickets (`ticket_creation`), finishing the ones
 ServiceNow did not confirm (`ticket_completion`, the `ticket-creates` worker), reading them
-(`ticket_queries`), and deleting expired idempotency claims (the timer), built over the same ports."""
+(`ticket_queries`), and the timer's housekeeping (expired idempotency claims deleted, `creating`
+tickets whose message was lost queued again), built over the same ports."""
 
 from __future__ import annotations
 
@@ -84,6 +85,11 @@ class TicketingService:
             before=self._clock.now() - self._policy.claim_retention,
             limit=self._policy.claim_purge_limit,
         )
+
+    async def sweep_pending_creates(self) -> int:
+        """Queue a message again for `creating` tickets whose message was lost (bounded; never
+        raises): the timer's."""
+        return await self._completion.sweep()
 
     async def page(self, tenant_id: str, query: TicketListQuery) -> TicketPage:
         """One page of the tenant's tickets, newest first."""

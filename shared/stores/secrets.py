@@ -87,6 +87,9 @@ def tokens_to_json(tokens: TokenSet) -> str:
             "refresh_token": tokens.refresh_token.get_secret_value(),
             "access_token_expires_at": tokens.access_token_expires_at.isoformat(),
             "refresh_token_expires_at": tokens.refresh_token_expires_at.isoformat(),
+            "instance_url": tokens.instance_url,
+            "client_id": tokens.client_id,
+            "authorized_at": tokens.authorized_at.isoformat() if tokens.authorized_at else None,
         }
     )
 

@@ -28,6 +28,9 @@ JSON: the portal passes them back unchanged and never learns our keys' format.
         delete_expired(before, limit)
                         delete claims completed before `before`, at most `limit` (a query across
                         partitions; the timer's housekeeping keeps it small)
+        stale_in_progress(written_before, created_after, limit)
+                        claims in progress nobody wrote lately (the table's own `Timestamp`),
+                        for the timer's sweep of lost `ticket-creates` messages
 """
 
 from __future__ import annotations
@@ -235,6 +238,29 @@ class IdempotencyRepository:
         return await delete_matching(
             table, "Status eq 'completed' and CompletedAt lt @cutoff", {"cutoff": before}, limit=limit
         )
+
+    async def stale_in_progress(
+        self, *, written_before: datetime, created_after: datetime, limit: int
+    ) -> list[IdempotencyRecord]:
+        """Claims in progress made after `created_after` whose last write (Table Storage's own
+        `Timestamp`, moved by every write) was before `written_before`; at most `limit`.
+
+        A query across partitions, like `delete_expired`: claims of the last days only.
+        """
+        table = await self._store.table(IDEMPOTENCY)
+        found: list[IdempotencyRecord] = []
+        if limit <= 0:
+            return found
+        with storage_errors(f"list {IDEMPOTENCY}"):
+            async for entity in table.query_entities(
+                "Status eq 'in_progress' and Timestamp lt @written and CreatedAt gt @created",
+                parameters={"written": written_before, "created": created_after},
+                results_per_page=min(limit, 1000),
+            ):
+                found.append(from_entity(IdempotencyRecord, entity, frozenset()))
+                if len(found) >= limit:
+                    break
+        return found
 
 
 def _filter(tenant_id: str, type: TicketType | None, state: str | None) -> tuple[str, dict[str, Any]]:

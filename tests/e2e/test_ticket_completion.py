@@ -124,3 +124,24 @@ async def test_the_repository_purges_completed_claims_across_tenants_in_bounded_
     assert await repo.get("tenant-0", idempotency_key_hash("recent")) is not None
     assert await repo.get("tenant-0", idempotency_key_hash("open")) is not None
     assert all([await repo.get(f"tenant-{n}", idempotency_key_hash("old")) is None for n in range(5)])
+
+
+async def test_the_repository_finds_claims_in_progress_nobody_wrote_lately(own_tables: TableStore) -> None:
+    """The sweep's query: Table Storage's own `Timestamp` says when a claim was last written."""
+    repo = IdempotencyRepository(own_tables)
+    now = datetime.now(UTC)
+    await repo.claim(claim("tenant-0", "open", None, created=now - timedelta(hours=1)))
+    await repo.claim(claim("tenant-1", "open", None, created=now - timedelta(hours=2)))
+    await repo.claim(claim("tenant-0", "done", now, created=now - timedelta(hours=1)))
+    await repo.claim(claim("tenant-0", "too old", None, created=now - timedelta(days=10)))
+    horizon = now - timedelta(days=2)
+    later = now + timedelta(minutes=5)  # all of them were written before then
+    stale = await repo.stale_in_progress(written_before=later, created_after=horizon, limit=10)
+    assert sorted((c.tenant_id, c.key_hash) for c in stale) == [
+        ("tenant-0", idempotency_key_hash("open")),
+        ("tenant-1", idempotency_key_hash("open")),
+    ]
+    assert len(await repo.stale_in_progress(written_before=later, created_after=horizon, limit=1)) == 1
+    assert await repo.stale_in_progress(written_before=later, created_after=horizon, limit=0) == []
+    earlier = now - timedelta(minutes=5)  # written just now: not stale
+    assert await repo.stale_in_progress(written_before=earlier, created_after=horizon, limit=10) == []

@@ -18,7 +18,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from shared.clock import Clock
@@ -141,16 +141,24 @@ class InMemoryTickets:
 
 
 class InMemoryClaims:
-    def __init__(self) -> None:
+    """`written` keeps when each claim was last written (Table Storage's `Timestamp`), by `clock`."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
         self.rows: dict[tuple[str, str], IdempotencyRecord] = {}
+        self.written: dict[tuple[str, str], datetime] = {}
+        self.clock = clock
+
+    def _store(self, key: tuple[str, str], record: IdempotencyRecord) -> IdempotencyRecord:
+        self.rows[key] = record.model_copy(update={"etag": next(_etags)})
+        self.written[key] = self.clock.now() if self.clock is not None else datetime.now(UTC)
+        return self.rows[key]
 
     async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord:
         key = (record.tenant_id, record.key_hash)
         await asyncio.sleep(0)  # let concurrent requests interleave, as real I/O would
         if key in self.rows:
             raise PreconditionFailed()
-        self.rows[key] = record.model_copy(update={"etag": next(_etags)})
-        return self.rows[key]
+        return self._store(key, record)
 
     async def get(self, tenant_id: str, key_hash: str) -> IdempotencyRecord | None:
         await asyncio.sleep(0)
@@ -161,8 +169,7 @@ class InMemoryClaims:
         current = self.rows.get(key)
         if current is None or current.etag != record.etag:
             raise PreconditionFailed()
-        self.rows[key] = record.model_copy(update={"etag": next(_etags)})
-        return self.rows[key]
+        return self._store(key, record)
 
     async def release(self, record: IdempotencyRecord) -> None:
         key = (record.tenant_id, record.key_hash)
@@ -180,6 +187,17 @@ class InMemoryClaims:
         for key in expired:
             del self.rows[key]
         return len(expired)
+
+    async def stale_in_progress(
+        self, *, written_before: datetime, created_after: datetime, limit: int
+    ) -> list[IdempotencyRecord]:
+        return [
+            claim
+            for key, claim in sorted(self.rows.items())
+            if claim.status == "in_progress"
+            and self.written.get(key, datetime.min.replace(tzinfo=UTC)) < written_before
+            and claim.created_at > created_after
+        ][: max(0, limit)]
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,20 @@ def auth_guards_all_but_anonymous_routes(infra: Infra) -> list[str]:
     return violations
 
 
+def no_platform_cors(infra: Infra) -> list[str]:
+    """The app answers CORS itself (functions/_cors.py), as it does locally: a platform list
+    (`siteConfig.cors`, or the `web` config's `cors`) would answer preflights before the app and
+    add its own Access-Control-* headers to every response."""
+    violations: list[str] = []
+    for _, res in infra.declared(SITE):
+        if res.get("properties.siteConfig.cors", default=None) is not None:
+            violations.append(f"{res.symbol}: properties.siteConfig.cors is set; CORS belongs to the app")
+    for res in infra.site_configs("web"):
+        if res.get("properties.cors", default=None) is not None:
+            violations.append(f"{res.symbol}: properties.cors is set; CORS belongs to the app")
+    return violations
+
+
 def _role_id(bicep: BicepFile, res: Resource) -> str | None:
     """The role GUID in `subscriptionResourceId('...roleDefinitions', <literal or var>)`."""
     value = res.get("properties.roleDefinitionId")
@@ -208,5 +222,6 @@ POLICIES: dict[str, Callable[[Infra], list[str]]] = {
     "app insights is Entra-only": app_insights_is_entra_only,
     "site is hardened": site_is_hardened,
     "auth guards all but anonymous routes": auth_guards_all_but_anonymous_routes,
+    "no platform CORS": no_platform_cors,
     "identity has required roles": identity_has_required_roles,
 }

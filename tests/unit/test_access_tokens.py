@@ -89,7 +89,7 @@ class World:
         connection = connected(self.clock)
         self.connections.rows[TENANT] = connection
         await self.secrets.set_client_secret(TENANT, SecretStr("client-secret-value"))
-        await self.secrets.set_tokens(TENANT, token_set(self.clock, access, refresh))
+        await self.secrets.set_tokens(TENANT, token_set(self.clock, access, refresh).for_grant(connection))
         return self.connections.rows[TENANT]
 
 
@@ -142,3 +142,26 @@ async def test_an_expiring_token_is_refreshed_once_and_the_row_records_the_new_e
     assert world.oauth.refreshed == ["refresh"]
     row = world.connections.rows[TENANT]
     assert row.access_token_expires_at == world.clock.now() + timedelta(minutes=30)
+
+
+async def test_a_connection_read_before_a_repointing_never_gets_the_new_grants_tokens(world: World) -> None:
+    old = await world.authorize("old-access", "old-refresh")
+    world.clock.advance(minutes=29)  # the old grant's token is due for a refresh
+    # Meanwhile the admin pointed the tenant at another instance and authorized it there.
+    repointed = old.model_copy(update={"instance_url": "https://fabrikam.service-now.com"})
+    world.connections.rows[TENANT] = repointed.model_copy(update={"connected_at": world.clock.now()})
+    stored = token_set(world.clock, "fabrikam-access", "fabrikam-refresh")
+    await world.secrets.set_tokens(TENANT, stored.for_grant(world.connections.rows[TENANT]))
+    with pytest.raises(ConnectionNotReady):
+        await world.tokens.access_token(old)  # a request still holding the row it read before
+    assert world.oauth.refreshed == []  # fabrikam's refresh token never went to contoso
+
+
+async def test_refreshed_tokens_are_stored_for_the_grant_they_were_refreshed_for(world: World) -> None:
+    connection = await world.authorize("access", "refresh")
+    world.clock.advance(minutes=29)
+    await world.tokens.access_token(connection)
+    stored = await world.secrets.get_tokens(TENANT)
+    assert stored is not None
+    assert stored.belongs_to(connection)
+    assert stored.authorized_at == connection.connected_at

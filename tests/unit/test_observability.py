@@ -201,3 +201,9 @@ def test_app_wide_values_are_scrubbed_in_every_context() -> None:
     with log_context(invocation_id="inv-app", tenant_id="any-tenant"):
         assert redact("secret operator-graph-secret-77") == "secret ***"
     assert redact("secret operator-graph-secret-77") == "secret ***"
+
+
+def test_a_query_string_logged_without_its_question_mark_is_scrubbed() -> None:
+    assert redact("code=abc123XYZ&state=s1") == "code=***&state=s1"
+    assert redact("callback params code=abc123XYZ") == "callback params code=***"
+    assert redact("errorcode=kept") == "errorcode=kept"

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -78,3 +81,31 @@ def test_a_fixed_setting_is_read_again_after_a_failure(app_env: pytest.MonkeyPat
     app_env.setenv("SERVICENOW_URL_TEMPLATE", "https://{instance}.service-now.com")
     assert get_settings().servicenow_url_template == "https://{instance}.service-now.com"
     assert settings_problems() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "rule"),
+    [
+        ("SERVICENOW_URL_TEMPLATE", "https://{instance}.service-now.com/{x}", "no other {...} placeholder"),
+        ("SERVICENOW_URL_TEMPLATE", "https://{instance}.service-now.com/{", "no other {...} placeholder"),
+        ("SERVICENOW_URL_TEMPLATE", "x{instance}y", "http(s) URL with a host"),
+        ("SERVICENOW_URL_TEMPLATE", "https://{instance}.service-now.com:99999", "http(s) URL with a host"),
+        ("DataStorage", "garbage", "Storage connection string"),
+        ("DataStorage__tableServiceUri", "no-scheme.example.net", "https URL"),
+    ],
+)
+def test_settings_that_would_fail_later_fail_at_start(
+    app_env: pytest.MonkeyPatch, name: str, value: str, rule: str
+) -> None:
+    app_env.setenv(name, value)
+    app_env.setenv("DataStorage__queueServiceUri", "https://acct.queue.core.windows.net")
+    problems = settings_problems()
+    assert [p for p in problems if p.startswith(f"{name}:")], problems
+    assert any(rule in p for p in problems), problems
+    assert not any(value in p for p in problems)
+
+
+def test_the_sample_settings_are_valid() -> None:
+    sample = json.loads((Path(__file__).resolve().parents[2] / "local.settings.sample.json").read_text())
+    values = {k: v for k, v in sample["Values"].items() if isinstance(v, str)}
+    assert Settings.model_validate(values).data_storage == "UseDevelopmentStorage=true"

@@ -125,7 +125,7 @@ async def test_a_repeat_refused_after_the_202_fails_the_ticket_too() -> None:
     [
         ("removed", "disconnected"),
         (ConnectionStatus.REAUTHORIZATION_REQUIRED, "re-authorize"),
-        (ConnectionStatus.PENDING_AUTHORIZATION, "authorize"),
+        ("pending with another client", "authorize"),
         ("other instance", "another ServiceNow instance"),
     ],
 )
@@ -140,6 +140,9 @@ async def test_a_connection_that_cannot_make_the_record_any_more_fails_the_ticke
         world.connections.rows[TENANT] = world.connections.rows[TENANT].model_copy(
             update={"instance_url": "https://fabrikam.service-now.com"}
         )
+    elif change == "pending with another client":
+        update = {"status": ConnectionStatus.PENDING_AUTHORIZATION, "client_id": "another"}
+        world.connections.rows[TENANT] = world.connections.rows[TENANT].model_copy(update=update)
     else:
         world.connections.rows[TENANT] = world.connections.rows[TENANT].model_copy(update={"status": change})
     assert await world.work() == "failed"
@@ -179,23 +182,28 @@ async def test_a_held_lease_sends_the_message_again_for_when_it_ends() -> None:
     assert await world.work() == "created"
 
 
-async def test_a_round_past_its_deadline_comes_back_after_the_lease() -> None:
+async def test_a_round_past_its_deadline_comes_back_after_the_window_of_its_cut_post() -> None:
     world = World(policy=TicketingPolicy(create_deadline_s=0.05))
     ticket_id = await creating(world, "timeout", "hang")
     assert await asyncio.wait_for(world.work(), 2) == "again"
     [message] = world.queue.messages
-    assert (message.round, world.queue.delays) == (1, [91])
+    assert (message.round, world.queue.delays) == (1, [76])  # the window from the cut, a second more
+    claim = claim_of(world)
+    assert (claim.posted_at, claim.lease_until) == (world.clock.now(), world.clock.now() + WINDOW)
     assert row(world, ticket_id).status == "creating"
 
 
-async def test_a_message_whose_ticket_is_gone_or_finished_is_skipped() -> None:
+async def test_a_message_whose_claim_is_gone_or_that_carries_no_row_is_skipped() -> None:
     world = World()
     ticket_id = await creating(world, "timeout")
     message, _ = world.queue.take()
     del world.tickets.rows[(TENANT, ticket_id)]
-    assert await world.service.complete(message) == "skipped"
+    older = message.model_copy(update={"ticket": None})  # queued before messages carried the row
+    assert await world.service.complete(older) == "skipped"
+    assert world.tickets.rows == {}
     del world.claims.rows[(TENANT, message.key_hash)]
     assert await world.service.complete(message) == "skipped"
+    assert world.tickets.rows == {}
     assert world.servicenow.creates == 1
 
 
@@ -221,7 +229,8 @@ async def test_a_repeat_past_its_deadline_on_a_creating_ticket_is_still_202() ->
     world.clock.current += WINDOW
     repeat = await asyncio.wait_for(world.create(), 2)
     assert (repeat.created, repeat.ticket.id, repeat.ticket.status) == (False, ticket_id, "creating")
-    assert world.queue.delays == [90]  # the worker goes on once the POST's lease has ended
+    assert world.queue.delays == [75]  # the worker goes on once the cut POST's window has ended
+    assert claim_of(world).lease_until == world.clock.now() + WINDOW
 
 
 async def test_tickets_without_a_record_are_listed_but_on_no_summary_card() -> None:

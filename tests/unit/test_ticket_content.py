@@ -14,6 +14,7 @@ from shared.services.ticket_content import (
     Requester,
     TicketContent,
     plain_text,
+    row_content,
     ticket_content,
 )
 
@@ -109,3 +110,23 @@ def test_the_row_shows_what_servicenow_made(record: dict[str, Any], priority: in
 def test_a_change_request_row_starts_in_its_own_new_state() -> None:
     row = content(type="change_request").ticket({}, instance_url="https://i", at=AT)
     assert row.state == "-5"
+
+
+@pytest.mark.parametrize("type", ["incident", "change_request"])
+def test_a_row_gives_back_the_content_it_was_written_from(type: str) -> None:
+    action = ImprovementAction(
+        id="AdminMFAV2", title="Require MFA", remediation="<p>Do it.</p>", action_url="https://x.example/a"
+    )
+    made = content(action, type=type, name=None, description=None, improvementActionId="AdminMFAV2")
+    row = made.row(instance_url="https://contoso.service-now.com", at=AT)
+    assert row_content(row) == made
+    assert row_content(row).fields == made.fields
+
+
+def test_a_row_stored_without_the_link_gives_secure_scores_list_of_actions() -> None:
+    made = content(improvementActionId="AdminMFAV2")
+    row = made.row(instance_url="https://contoso.service-now.com", at=AT)
+    older = row.model_copy(update={"improvement_action_link": None})
+    assert row_content(older).improvement_action_link == (
+        "https://security.microsoft.com/securescore?viewid=actions&actionId=AdminMFAV2"
+    )
