@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 IAC_VENV := .venv-iac
 PORT ?= 7071
 
-.PHONY: setup run test lint bench fuzz iac-check clean
+.PHONY: setup run test lint bench fuzz openapi iac-check clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,17 @@ bench: $(VENV)/.installed node_modules/.installed
 # The suite runs the hostile-input fuzz with a few examples per endpoint; this is the long run.
 fuzz: $(VENV)/.installed node_modules/.installed
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PY) -m pytest -q tests/e2e/test_bad_input_fuzz.py
+
+# The OpenAPI document (openapi.json, from the registered functions and functions/_contract.py) and
+# the Swagger UI files /api/docs serves, copied from the pinned npm package: the deployment package
+# has no node_modules. A unit test fails when either is stale.
+DOCS_VENDOR := functions/static/docs/vendor
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui.css LICENSE NOTICE swagger-ui-bundle.js.LICENSE.txt
+openapi: $(VENV)/.installed node_modules/.installed
+	$(PY) -m functions._openapi
+	mkdir -p $(DOCS_VENDOR)
+	cp $(addprefix node_modules/swagger-ui-dist/,$(SWAGGER_UI_FILES)) $(DOCS_VENDOR)/
+	node -p 'require("./node_modules/swagger-ui-dist/package.json").version' > $(DOCS_VENDOR)/VERSION
 
 clean:
 	rm -rf $(VENV) $(IAC_VENV) node_modules .localdev .mypy_cache .ruff_cache .pytest_cache

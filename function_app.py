@@ -2,11 +2,31 @@
 
 import azure.functions as func
 
-from functions import cors, health, oauth, provisioning, sync, ticket_completion, tickets
+from functions import (
+    cors,
+    docs,
+    health,
+    improvement_actions,
+    oauth,
+    provisioning,
+    sync,
+    ticket_completion,
+    tickets,
+)
 from shared import observability
 
 observability.install()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-for blueprint in (health.bp, provisioning.bp, oauth.bp, tickets.bp, ticket_completion.bp, sync.bp, cors.bp):
+for blueprint in (
+    health.bp,
+    provisioning.bp,
+    oauth.bp,
+    tickets.bp,
+    improvement_actions.bp,
+    ticket_completion.bp,
+    sync.bp,
+    docs.bp,
+    cors.bp,
+):
     app.register_functions(blueprint)

@@ -143,7 +143,7 @@ def endpoint(role: Role) -> Callable[[Handler], Callable[[func.HttpRequest, func
 
             return await _guarded(req, context, call)
 
-        return _as_trigger(run, handler)
+        return _as_trigger(run, handler, role)
 
     return decorate
 
@@ -159,7 +159,7 @@ def anonymous(handler: AnonymousHandler) -> Callable[[func.HttpRequest, func.Con
 
         return await _guarded(req, context, call)
 
-    return _as_trigger(run, handler)
+    return _as_trigger(run, handler, None)
 
 
 def check_origin(req: func.HttpRequest) -> None:
@@ -267,9 +267,30 @@ def route_template(req: func.HttpRequest) -> str | None:
     return "/".join(segments)
 
 
-def _as_trigger(run: Callable[..., Any], handler: Callable[..., Any]) -> Callable[..., Any]:
+_ROLE_ATTRIBUTE = "required_role"
+
+
+def required_role(trigger: Callable[..., Any]) -> Role | None:
+    """The role `endpoint` demands of a trigger's callers (the OpenAPI document states it); None
+    for an `anonymous` one.
+
+    Raises:
+        LookupError: the trigger was wrapped by neither.
+    """
+    if not hasattr(trigger, _ROLE_ATTRIBUTE):
+        raise LookupError(
+            f"{getattr(trigger, '__name__', trigger)} is wrapped by neither endpoint nor anonymous"
+        )
+    role: Role | None = getattr(trigger, _ROLE_ATTRIBUTE)
+    return role
+
+
+def _as_trigger(
+    run: Callable[..., Any], handler: Callable[..., Any], role: Role | None
+) -> Callable[..., Any]:
     # The worker binds arguments by parameter name, so the trigger keeps `run`'s own signature
     # (req, context); only the name and docstring come from the handler.
+    setattr(run, _ROLE_ATTRIBUTE, role)
     run.__name__ = handler.__name__
     run.__qualname__ = handler.__qualname__
     run.__doc__ = handler.__doc__

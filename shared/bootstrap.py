@@ -21,12 +21,14 @@ if TYPE_CHECKING:
     from shared.servicenow.oauth import ServiceNowOAuthClient
     from shared.servicenow.table_api import ServiceNowTables
     from shared.services.access_tokens import AccessTokens
+    from shared.services.improvement_actions import ImprovementActionsService
     from shared.services.provisioning import ProvisioningService
     from shared.services.syncing import SyncService
     from shared.services.ticketing import TicketingService
     from shared.stores.connections import ConnectionRepository, OAuthStateRepository
+    from shared.stores.idempotency import IdempotencyRepository
     from shared.stores.tables import TableStore
-    from shared.stores.tickets import IdempotencyRepository, TicketRepository
+    from shared.stores.tickets import TicketRepository
 
 T = TypeVar("T")
 
@@ -143,7 +145,7 @@ class Container:
 
     @property
     def idempotency(self) -> IdempotencyRepository:
-        from shared.stores.tickets import IdempotencyRepository
+        from shared.stores.idempotency import IdempotencyRepository
 
         return self._get("idempotency", lambda: IdempotencyRepository(self.tables))
 
@@ -188,6 +190,17 @@ class Container:
                 servicenow=self.servicenow_tables,
                 actions=self.graph,
                 queue=self.ticket_queue,
+            ),
+        )
+
+    @property
+    def improvement_actions(self) -> ImprovementActionsService:
+        from shared.services.improvement_actions import ImprovementActionsService
+
+        return self._get(
+            "improvement_actions",
+            lambda: ImprovementActionsService(
+                actions=self.graph, tickets=self.tickets, connections=self.connections
             ),
         )
 

@@ -1,4 +1,5 @@
-"""Secure Score improvement actions from Microsoft Graph (`secureScoreControlProfiles`).
+"""Secure Score from Microsoft Graph: improvement actions (`secureScoreControlProfiles`) and the
+points of each control in the latest score (`secureScores`).
 
 One multi-tenant app registration reads every customer tenant's Secure Score with the client
 credentials flow: msal acquires a token at each customer tenant's authority, so there is one
@@ -9,12 +10,15 @@ long-lived `httpx.AsyncClient`.
 Failures become `shared.errors` types: an unknown action is `NotFound`; a Graph 401 makes us drop
 the cached token and try once more with a new one (Graph may reject a token before its stated
 expiry); 429/503 are retried with backoff honouring `Retry-After`, then `UpstreamUnavailable`.
+Graph allows an app 4 concurrent Secure Score requests per tenant and throttles the rest, so each
+tenant's requests from this worker pass a semaphore of that size.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import ssl
 import uuid
@@ -23,8 +27,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import msal
-import requests
 from pydantic import SecretStr, ValidationError
 
 from shared.clock import SYSTEM_CLOCK, Clock
@@ -34,20 +36,19 @@ from shared.errors import (
     DependencyNotConfigured,
     NotFound,
     UpstreamError,
-    UpstreamUnavailable,
 )
+from shared.graph_tokens import GraphTokens
 from shared.http_retry import RetryPolicy, send_with_retries
 from shared.models import IMPROVEMENT_ACTION_ID, ImprovementAction, RecommendationCategory
-from shared.observability import register_secret
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 PROFILES_PATH = "/v1.0/security/secureScoreControlProfiles"
+SCORES_PATH = "/v1.0/security/secureScores"
+MAX_CONCURRENT_PER_TENANT = 4  # Graph's limit for secureScore and secureScoreControlProfile
 _RETRYABLE = frozenset({429, 502, 503, 504})
 _MAX_PAGES = 100  # a runaway nextLink loop must end; 100 pages is far above any real tenant
-_TENANT = re.compile(r"^[0-9a-zA-Z.-]{1,100}$")
 _ACTION_ID = re.compile(IMPROVEMENT_ACTION_ID)
 # Graph spells the device category in the singular; the portal and our API use the plural.
 _CATEGORIES: dict[str, RecommendationCategory] = {
@@ -82,6 +83,16 @@ def to_improvement_action(raw: dict[str, Any]) -> ImprovementAction:
         raise UpstreamError("Microsoft Graph returned an improvement action we could not read.") from exc
 
 
+def to_control_scores(raw: dict[str, Any]) -> dict[str, float]:
+    """The points of each control (`controlName` -> `score`) in one Graph `secureScore`; a control
+    whose score is not a number is left out."""
+    try:
+        scores = [(str(item["controlName"]), item.get("score")) for item in raw.get("controlScores") or []]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UpstreamError("Microsoft Graph returned a Secure Score we could not read.") from exc
+    return {name: float(n) for name, n in scores if type(n) in (int, float) and math.isfinite(n)}
+
+
 class GraphClient:
     """Reads improvement actions of a customer tenant from Microsoft Graph.
 
@@ -99,6 +110,8 @@ class GraphClient:
         Retries of 429/5xx and connection errors; exponential backoff from `backoff` seconds. A
         `Retry-After` longer than `max_retry_after` is not waited for: the caller gets
         `UpstreamUnavailable` carrying it, so an HTTP request does not hang.
+    max_concurrent:
+        Graph requests in flight at once per tenant (waits for a retry hold no slot).
     clock:
         Waits between retries go through it.
     """
@@ -115,18 +128,20 @@ class GraphClient:
         max_retries: int = 3,
         backoff: float = 0.5,
         max_retry_after: float = 10.0,
+        max_concurrent: int = MAX_CONCURRENT_PER_TENANT,
         timeout: float = 10.0,
         http: httpx.AsyncClient | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._client_id = client_id
-        self._client_secret = client_secret
-        register_secret(client_secret.get_secret_value(), app_wide=True)
-        self._authority_host = authority_host.rstrip("/")
+        self._tokens = GraphTokens(
+            client_id=client_id,
+            client_secret=client_secret,
+            authority_host=authority_host,
+            local_dev=local_dev,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+        )
         self._base_url = base_url.rstrip("/")
-        self._local_dev = local_dev
-        self._verify: str | bool = ca_bundle or True
-        self._timeout = timeout
         self._retry = RetryPolicy(
             attempts=max_retries + 1,
             backoff_s=backoff,
@@ -135,8 +150,8 @@ class GraphClient:
             unhinted_retry_after_s=30.0,
         )
         self._clock = clock
-        self._apps: dict[str, Any] = {}
-        self._app_locks: dict[str, asyncio.Lock] = {}
+        self._max_concurrent = max_concurrent
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=5.0),
             verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
@@ -178,6 +193,14 @@ class GraphClient:
     ) -> list[ImprovementAction]:
         """Every improvement action of the tenant, following `@odata.nextLink` to the end."""
         return [to_improvement_action(raw) async for raw in self._profiles(tenant_id, page_size)]
+
+    async def control_scores(self, tenant_id: str) -> dict[str, float]:
+        """The points per control in the tenant's latest Secure Score ({} before its first one)."""
+        body = await self._get(tenant_id, f"{self._base_url}{SCORES_PATH}?$top=1")
+        if body is None:
+            raise UpstreamError("Microsoft Graph did not find the tenant's Secure Scores.")
+        latest = body.get("value") or []  # newest first
+        return to_control_scores(latest[0]) if latest else {}
 
     # --- Graph ----------------------------------------------------------------------------------
 
@@ -227,7 +250,8 @@ class GraphClient:
         async def send() -> httpx.Response:
             token = await self._token(tenant_id)  # msal's cache, or a new one after a drop
             headers = {"Authorization": f"Bearer {token}", "client-request-id": str(uuid.uuid4())}
-            return await self._http.get(url, headers=headers)
+            async with self._slots.setdefault(tenant_id, asyncio.Semaphore(self._max_concurrent)):
+                return await self._http.get(url, headers=headers)
 
         return await send_with_retries(
             send,
@@ -238,75 +262,13 @@ class GraphClient:
             clock=self._clock,
         )
 
-    # --- tokens (msal) --------------------------------------------------------------------------
-
-    async def _app(self, tenant_id: str) -> Any:
-        if not _TENANT.match(tenant_id):
-            raise BadRequest("The tenant id is not valid.")
-        app = self._apps.get(tenant_id)
-        if app is not None:
-            return app
-        lock = self._app_locks.setdefault(tenant_id, asyncio.Lock())
-        async with lock:
-            app = self._apps.get(tenant_id)
-            if app is None:
-                # Building the app runs OpenID discovery over the network: keep it off the event loop.
-                app = await asyncio.to_thread(self._build_app, tenant_id)
-                self._apps[tenant_id] = app
-            return app
-
-    def _build_app(self, tenant_id: str) -> Any:
-        options: dict[str, Any] = {}
-        if self._local_dev:
-            # msal validates authorities against Microsoft's instance discovery, which cannot know a
-            # local stand-in. In Azure both stay at their defaults.
-            options = {"validate_authority": False, "instance_discovery": False}
-        if isinstance(self._verify, str):
-            options["http_client"] = _CaPinnedSession(self._verify, self._timeout)
-        try:
-            return msal.ConfidentialClientApplication(
-                self._client_id,
-                client_credential=self._client_secret.get_secret_value(),
-                authority=f"{self._authority_host}/{tenant_id}",
-                timeout=self._timeout,
-                **options,
-            )
-        except ValueError as exc:  # OIDC discovery refused: Entra does not know the tenant
-            raise UpstreamError("Microsoft Entra does not know this tenant.") from exc
-        except OSError as exc:  # requests' connection errors are OSErrors
-            raise UpstreamUnavailable("Microsoft Entra could not be reached.") from exc
+    # --- tokens (msal, in graph_tokens) -------------------------------------------------------------
 
     async def _token(self, tenant_id: str) -> str:
-        app = await self._app(tenant_id)
-        try:
-            result: dict[str, Any] = await asyncio.to_thread(
-                app.acquire_token_for_client, scopes=[GRAPH_SCOPE]
-            )
-        except OSError as exc:
-            raise UpstreamUnavailable("Microsoft Entra could not be reached.") from exc
-        except ValueError as exc:
-            raise UpstreamError("Microsoft Entra answered the token request unexpectedly.") from exc
-        token = result.get("access_token")
-        if isinstance(token, str):
-            register_secret(token, tenant_id=tenant_id)
-            return token
-        error = str(result.get("error", "unknown_error"))
-        if error in {"invalid_client", "unauthorized_client"}:
-            raise UpstreamError(
-                f"Microsoft Entra refused the app's Graph credentials for this tenant ({error}): check "
-                "GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET and that the tenant has consented to the app."
-            )
-        raise UpstreamError(f"Microsoft Entra did not issue a Graph token for this tenant ({error}).")
+        return await self._tokens.token(tenant_id)
 
     async def _drop_token(self, tenant_id: str) -> None:
-        app = await self._app(tenant_id)
-
-        def drop() -> None:
-            cache = app.token_cache
-            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN, target=[GRAPH_SCOPE])):
-                cache.remove_at(item)
-
-        await asyncio.to_thread(drop)
+        await self._tokens.drop(tenant_id)
 
 
 class UnconfiguredGraph:
@@ -320,29 +282,13 @@ class UnconfiguredGraph:
     async def list_improvement_actions(
         self, tenant_id: str, *, page_size: int | None = None
     ) -> list[ImprovementAction]:
-        raise AppError(self._MESSAGE)
+        raise DependencyNotConfigured(self._MESSAGE)
+
+    async def control_scores(self, tenant_id: str) -> dict[str, float]:
+        raise DependencyNotConfigured(self._MESSAGE)
 
     async def aclose(self) -> None:
         return None
-
-
-class _CaPinnedSession(requests.Session):
-    """msal's HTTP client when a CA bundle is configured.
-
-    msal's own `verify=` sets `Session.verify`, which requests silently overrides with the
-    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE environment variables (psf/requests#3829); many machines set
-    those, so the local CA would be ignored. A per-request `verify` wins over the environment.
-    """
-
-    def __init__(self, ca_bundle: str, timeout: float) -> None:
-        super().__init__()
-        self._ca_bundle = ca_bundle
-        self._timeout = timeout
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        kwargs.setdefault("verify", self._ca_bundle)
-        kwargs.setdefault("timeout", self._timeout)
-        return super().request(method, url, *args, **kwargs)
 
 
 def _graph_code(response: httpx.Response) -> str:

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from shared.models import ConnectionStatus, ImprovementAction, TicketType
 from shared.records import (
+    ActionTicket,
     AppKey,
     Connection,
     IdempotencyRecord,
@@ -108,6 +109,11 @@ class TicketStore(Protocol):
     ) -> StateChangeResult: ...
 
     async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int: ...
+
+    async def by_improvement_action(self, tenant_id: str) -> dict[str, list[ActionTicket]]:
+        """The tenant's tickets made for an improvement action, by action id, newest first; only
+        the columns a listing of actions shows."""
+        ...
 
 
 class IdempotencyClaims(Protocol):
@@ -277,4 +283,13 @@ class ImprovementActions(Protocol):
 
     async def get_improvement_action(self, tenant_id: str, action_id: str) -> ImprovementAction:
         """NotFound when Secure Score does not know the action; DependencyNotConfigured without Graph."""
+        ...
+
+    async def list_improvement_actions(self, tenant_id: str) -> list[ImprovementAction]:
+        """Every improvement action of the tenant (every page). DependencyNotConfigured without Graph."""
+        ...
+
+    async def control_scores(self, tenant_id: str) -> dict[str, float]:
+        """The points of each control (by name, an action's id) in the tenant's latest Secure Score;
+        {} when it has none yet. DependencyNotConfigured without Graph."""
         ...

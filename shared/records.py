@@ -269,3 +269,16 @@ class TicketStateChange:
 class StateChangeResult:
     applied: int
     missing: tuple[str, ...]  # ticket ids with no row (never created here, or another tenant's)
+
+
+@dataclass(frozen=True)
+class ActionTicket:
+    """What an improvement action's listing shows of a ticket made for it."""
+
+    ticket_id: str
+    type: TicketType
+    number: str
+    sys_id: str
+    instance_url: str
+    state: str
+    status: TicketStatus

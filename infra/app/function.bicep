@@ -56,7 +56,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17:Callers authenticate with Entra tokens via App Service Authentication; browsers following the OAuth callback cannot present client certificates.
-  // checkov:skip=CKV_AZURE_222:The API is public by design (portal users in many tenants, ServiceNow's OAuth redirect); App Service Authentication guards everything but /api/health and /api/oauth/callback.
+  // checkov:skip=CKV_AZURE_222:The API is public by design (portal users in many tenants, ServiceNow's OAuth redirect); App Service Authentication guards everything but /api/health, /api/oauth/callback and the API document and docs page.
   // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero; a minimum instance count would be always-ready capacity billed around the clock.
   // checkov:skip=CKV_AZURE_213:Not needed on Flex Consumption: the platform replaces unhealthy instances itself; /api/health exists for external probes.
   // checkov:skip=CKV_AZURE_62:Function app is intentionally reachable from everywhere (multi-tenant SaaS back end).
@@ -171,9 +171,17 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
       requireAuthentication: true
       unauthenticatedClientAction: authUnauthenticatedAction
       redirectToProvider: 'azureactivedirectory'
+      // Anonymous by design: the probe, ServiceNow's redirect, and the API document with its docs
+      // page (each docs asset by name: functions/docs.py serves no other file).
       excludedPaths: [
         '/api/health'
         '/api/oauth/callback'
+        '/api/openapi.json'
+        '/api/docs'
+        '/api/docs/swagger-ui-bundle.js'
+        '/api/docs/swagger-ui.css'
+        '/api/docs/docs.js'
+        '/api/docs/docs.css'
       ]
     }
     identityProviders: {

@@ -1,4 +1,4 @@
-"""`python -m localdev.entra --port 8444 --tls-dir .localdev/tls [--client ID:SECRET ...]`"""
+"""`python -m localdev.entra --port 8444 --tls-dir .localdev/tls [--client ID:SECRET ...] [--page-size N]`"""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 
 from localdev.entra.server import DEFAULT_CLIENTS, start_entra
+from localdev.entra.state import DEFAULT_PAGE_SIZE
 from localdev.tls import DEFAULT_TLS_DIR, ensure_local_tls
 
 
@@ -17,8 +18,9 @@ def _client(value: str) -> tuple[str, str]:
     return client_id, secret
 
 
-async def _serve(port: int, host: str, tls_dir: str, clients: dict[str, str]) -> None:
-    handle = await start_entra(port=port, host=host, tls=ensure_local_tls(tls_dir), clients=clients)
+async def _serve(port: int, host: str, tls_dir: str, clients: dict[str, str], page_size: int) -> None:
+    tls = ensure_local_tls(tls_dir)
+    handle = await start_entra(port=port, host=host, tls=tls, clients=clients, page_size=page_size)
     print(f"Entra + Graph stand-in listening on {handle.url}", flush=True)
     print(f"Clients: {', '.join(sorted(clients))}; trust {handle.tls.ca_path} (LOCAL_CA_BUNDLE)", flush=True)
     try:
@@ -38,10 +40,13 @@ def main() -> None:
         action="append",
         help="a registered app, CLIENT_ID:CLIENT_SECRET (repeatable)",
     )
+    parser.add_argument(
+        "--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="the largest page of control profiles"
+    )
     args = parser.parse_args()
     clients = dict(args.client) if args.client else dict(DEFAULT_CLIENTS)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.port, args.host, args.tls_dir, clients))
+        asyncio.run(_serve(args.port, args.host, args.tls_dir, clients, args.page_size))
 
 
 if __name__ == "__main__":

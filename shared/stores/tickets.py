@@ -1,4 +1,4 @@
-"""Repositories for the `tickets` and `idempotency` tables.
+"""The repository of the `tickets` table (the `idempotency` table's is in `idempotency.py`).
 
 Tickets live in one partition per tenant, keyed by ticket id. Ticket ids sort newest first (an
 inverted millisecond timestamp, then a random suffix), so a plain partition query already returns
@@ -18,19 +18,7 @@ JSON: the portal passes them back unchanged and never learns our keys' format.
         apply_state_changes(tenant_id, changes)
                                             merge new states in transactions of <= 100 rows
         mark_deleted(tenant_id, ids, at)    flag tickets whose record is gone from ServiceNow
-
-    IdempotencyRepository
-        claim(record)   conditional insert; PreconditionFailed when the key is taken
-        get(tenant_id, key_hash)
-        replace(record) ETag-conditional write (lease takeover, completion)
-        release(record) ETag-conditional delete (ServiceNow refused the create, and no create of
-                        the claim may have made a record: the key is free)
-        delete_expired(before, limit)
-                        delete claims completed before `before`, at most `limit` (a query across
-                        partitions; the timer's housekeeping keeps it small)
-        stale_in_progress(written_before, created_after, limit)
-                        claims in progress nobody wrote lately (the table's own `Timestamp`),
-                        for the timer's sweep of lost `ticket-creates` messages
+        by_improvement_action(tenant_id)    the few columns an action listing shows, by action id
 """
 
 from __future__ import annotations
@@ -50,7 +38,7 @@ from shared.errors import BadRequest
 from shared.models import TicketType
 from shared.records import (
     TICKET_ID,
-    IdempotencyRecord,
+    ActionTicket,
     StateChangeResult,
     Ticket,
     TicketStateChange,
@@ -59,8 +47,6 @@ from shared.records import (
 from shared.stores.tables import (
     TableStore,
     create_entity,
-    delete_entity,
-    delete_matching,
     from_entity,
     get_entity,
     query,
@@ -71,9 +57,7 @@ from shared.stores.tables import (
 from shared.untrusted import decode_json
 
 TICKETS = "tickets"
-IDEMPOTENCY = "idempotency"
 MAX_BATCH = 100  # Table Storage's limit of operations in one transaction
-_KEY_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 class TicketRepository:
@@ -155,6 +139,31 @@ class TicketRepository:
     async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
         return await _sync_index(self._store, tenant_id)
 
+    async def by_improvement_action(self, tenant_id: str) -> dict[str, list[ActionTicket]]:
+        """The tenant's tickets made for an improvement action, by action id, newest first: one
+        partition query (a row without the property never compares greater), the shown columns only."""
+        table = await self._store.table(TICKETS)
+        found: dict[str, list[ActionTicket]] = {}
+        with storage_errors(f"list {TICKETS}"):
+            async for entity in table.query_entities(
+                "PartitionKey eq @tenant and ImprovementActionId gt @none",
+                parameters={"tenant": tenant_id, "none": ""},
+                select=_ACTION_COLUMNS,
+                results_per_page=1000,
+            ):
+                found.setdefault(str(entity["ImprovementActionId"]), []).append(
+                    ActionTicket(
+                        ticket_id=str(entity["RowKey"]),
+                        type=entity["Type"],
+                        number=str(entity.get("Number") or ""),
+                        sys_id=str(entity.get("SysId") or ""),
+                        instance_url=str(entity.get("InstanceUrl") or ""),
+                        state=str(entity.get("State") or ""),
+                        status=entity.get("Status") or "created",  # rows older than the column
+                    )
+                )
+        return found
+
     async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
         return await _mark_deleted(self._store, tenant_id, ticket_ids, at)
 
@@ -192,75 +201,6 @@ class TicketRepository:
                 except ResourceNotFoundError:
                     missing.append(str(entity["RowKey"]))
         return StateChangeResult(applied=applied, missing=tuple(missing))
-
-
-class IdempotencyRepository:
-    def __init__(self, store: TableStore) -> None:
-        self._store = store
-
-    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord:
-        """Insert the claim. PreconditionFailed when the key is already claimed (by anyone)."""
-        table = await self._store.table(IDEMPOTENCY)
-        etag = await create_entity(table, to_entity(record, record.tenant_id, record.key_hash))
-        return record.model_copy(update={"etag": etag})
-
-    async def get(self, tenant_id: str, key_hash: str) -> IdempotencyRecord | None:
-        if not _KEY_HASH.match(key_hash):
-            return None
-        table = await self._store.table(IDEMPOTENCY)
-        entity = await get_entity(table, tenant_id, key_hash)
-        return None if entity is None else from_entity(IdempotencyRecord, entity, frozenset())
-
-    async def replace(self, record: IdempotencyRecord) -> IdempotencyRecord:
-        """Write only if nobody changed the claim since it was read; PreconditionFailed otherwise."""
-        if record.etag is None:
-            raise ValueError("replace needs a claim read from the table (with its ETag)")
-        table = await self._store.table(IDEMPOTENCY)
-        entity = to_entity(record, record.tenant_id, record.key_hash)
-        etag = await replace_entity(table, entity, record.etag)
-        return record.model_copy(update={"etag": etag})
-
-    async def release(self, record: IdempotencyRecord) -> None:
-        """Delete the claim if unchanged since read (PreconditionFailed otherwise)."""
-        if record.etag is None:
-            raise ValueError("release needs a claim read from the table (with its ETag)")
-        table = await self._store.table(IDEMPOTENCY)
-        await delete_entity(table, record.tenant_id, record.key_hash, etag=record.etag)
-
-    async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
-        """Delete claims completed before `before`, at most `limit` of them; returns how many.
-
-        Claims are partitioned by tenant, so this is a query across partitions (a table scan on
-        `CompletedAt`); claims in progress have none and are never selected. A completed claim is
-        never written again, so it is deleted without its ETag; one already gone is not an error.
-        """
-        table = await self._store.table(IDEMPOTENCY)
-        return await delete_matching(
-            table, "Status eq 'completed' and CompletedAt lt @cutoff", {"cutoff": before}, limit=limit
-        )
-
-    async def stale_in_progress(
-        self, *, written_before: datetime, created_after: datetime, limit: int
-    ) -> list[IdempotencyRecord]:
-        """Claims in progress made after `created_after` whose last write (Table Storage's own
-        `Timestamp`, moved by every write) was before `written_before`; at most `limit`.
-
-        A query across partitions, like `delete_expired`: claims of the last days only.
-        """
-        table = await self._store.table(IDEMPOTENCY)
-        found: list[IdempotencyRecord] = []
-        if limit <= 0:
-            return found
-        with storage_errors(f"list {IDEMPOTENCY}"):
-            async for entity in table.query_entities(
-                "Status eq 'in_progress' and Timestamp lt @written and CreatedAt gt @created",
-                parameters={"written": written_before, "created": created_after},
-                results_per_page=min(limit, 1000),
-            ):
-                found.append(from_entity(IdempotencyRecord, entity, frozenset()))
-                if len(found) >= limit:
-                    break
-        return found
 
 
 def _filter(tenant_id: str, type: TicketType | None, state: str | None) -> tuple[str, dict[str, Any]]:
@@ -316,6 +256,16 @@ def decode_continuation(token: str, tenant_id: str) -> dict[str, str]:
 _NEXT_KEY = re.compile(r"[!-~]{0,1024}")
 
 
+_ACTION_COLUMNS = [
+    "RowKey",
+    "ImprovementActionId",
+    "Type",
+    "Number",
+    "SysId",
+    "InstanceUrl",
+    "State",
+    "Status",
+]
 _SYNC_COLUMNS = ["RowKey", "Type", "SysId", "State", "CreatedAt", "DeletedInServicenowAt"]
 
 

@@ -15,8 +15,8 @@ from localdev.azurite import AzuriteEndpoints
 from shared.records import IdempotencyRecord, new_ticket_id
 from shared.services.idempotency_claims import idempotency_key_hash
 from shared.services.ticket_policy import TicketingPolicy
+from shared.stores.idempotency import IdempotencyRepository
 from shared.stores.tables import TableStore
-from shared.stores.tickets import IdempotencyRepository
 from tests.e2e.conftest import Stack
 from tests.e2e.sync_api import run_timer
 from tests.e2e.tickets_api import (

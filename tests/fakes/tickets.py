@@ -38,6 +38,7 @@ from shared.ports import (
     TicketStore,
 )
 from shared.records import (
+    ActionTicket,
     Connection,
     IdempotencyRecord,
     StateChangeResult,
@@ -55,6 +56,7 @@ class InMemoryTickets:
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], Ticket] = {}
+        self.action_reads = 0  # calls of by_improvement_action
 
     def put(self, ticket: Ticket) -> Ticket:
         """Store `ticket` unconditionally with a new ETag, as a test sets up a row directly."""
@@ -134,6 +136,16 @@ class InMemoryTickets:
         for ticket_id in ticket_ids:
             self._merge(tenant_id, ticket_id, {"deleted_in_servicenow_at": at})
         return len(ticket_ids)
+
+    async def by_improvement_action(self, tenant_id: str) -> dict[str, list[ActionTicket]]:
+        self.action_reads += 1
+        found: dict[str, list[ActionTicket]] = {}
+        for (tenant, ticket_id), t in sorted(self.rows.items()):
+            if tenant == tenant_id and t.improvement_action_id:
+                found.setdefault(t.improvement_action_id, []).append(
+                    ActionTicket(ticket_id, t.type, t.number, t.sys_id, t.instance_url, t.state, t.status)
+                )
+        return found
 
     def _merge(self, tenant_id: str, ticket_id: str, update: dict[str, Any]) -> None:
         key = (tenant_id, ticket_id)
@@ -371,17 +383,42 @@ class InMemoryServiceNowRecords:
 
 
 class InMemoryImprovementActions:
-    """Secure Score's improvement actions of every tenant; `calls` counts the reads."""
+    """Secure Score's improvement actions of every tenant; `calls` counts the reads of one action.
 
-    def __init__(self, *actions: ImprovementAction) -> None:
+    `scores` are the latest Secure Score's points by control name; `list_calls` and `score_calls`
+    count the other reads. While `gate` is set and not open, listings wait for it (concurrent
+    readers pile up); `failure`, when set, is raised by the next listing instead.
+    """
+
+    def __init__(self, *actions: ImprovementAction, scores: dict[str, float] | None = None) -> None:
         self.actions = {action.id: action for action in actions}
+        self.scores = dict(scores or {})
         self.calls = 0
+        self.list_calls = 0
+        self.score_calls = 0
+        self.gate: asyncio.Event | None = None
+        self.failure: Exception | None = None
 
     async def get_improvement_action(self, tenant_id: str, action_id: str) -> ImprovementAction:
         self.calls += 1
         if action_id not in self.actions:
             raise NotFound(f"Improvement action {action_id} was not found in Microsoft Secure Score.")
         return self.actions[action_id]
+
+    async def list_improvement_actions(self, tenant_id: str) -> list[ImprovementAction]:
+        self.list_calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        await asyncio.sleep(0)
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+        return list(self.actions.values())
+
+    async def control_scores(self, tenant_id: str) -> dict[str, float]:
+        self.score_calls += 1
+        await asyncio.sleep(0)
+        return dict(self.scores)
 
 
 class UnconfiguredImprovementActions:
@@ -391,6 +428,13 @@ class UnconfiguredImprovementActions:
         raise DependencyNotConfigured(
             "Microsoft Graph is not configured: set GRAPH_CLIENT_ID and GRAPH_CLIENT_SECRET."
         )
+
+    async def list_improvement_actions(self, tenant_id: str) -> list[ImprovementAction]:
+        return [await self.get_improvement_action(tenant_id, "")]
+
+    async def control_scores(self, tenant_id: str) -> dict[str, float]:
+        await self.get_improvement_action(tenant_id, "")
+        return {}
 
 
 def _only(record: dict[str, str], fields: list[str]) -> dict[str, Any]:

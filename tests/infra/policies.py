@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions.docs import ASSETS
+
 from .bicep import BicepFile, Expr, Resource, parse_dir
 
 STORAGE = "Microsoft.Storage/storageAccounts"
@@ -31,7 +33,15 @@ REQUIRED_ROLES: dict[str, tuple[str, str]] = {
 }
 # The parameter through which main.bicep passes the user-assigned identity's principal id.
 IDENTITY_PRINCIPAL_PARAM = "identityPrincipalId"
-AUTH_EXCLUDED_PATHS = ["/api/health", "/api/oauth/callback"]
+# The anonymous functions' routes: the probe, ServiceNow's redirect, the API document and its
+# docs page with each asset it may serve.
+AUTH_EXCLUDED_PATHS = [
+    "/api/health",
+    "/api/oauth/callback",
+    "/api/openapi.json",
+    "/api/docs",
+    *(f"/api/docs/{name}" for name in ASSETS),
+]
 
 
 @dataclass(frozen=True)

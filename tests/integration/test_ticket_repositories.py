@@ -14,8 +14,9 @@ from localdev.azurite import AzuriteEndpoints
 from shared.errors import BadRequest, PreconditionFailed
 from shared.models import TicketType
 from shared.records import IdempotencyRecord, Ticket, TicketStateChange, new_ticket_id
+from shared.stores.idempotency import IdempotencyRepository
 from shared.stores.tables import TableStore
-from shared.stores.tickets import IdempotencyRepository, TicketRepository
+from shared.stores.tickets import TicketRepository
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

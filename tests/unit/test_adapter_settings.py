@@ -57,7 +57,7 @@ async def test_msal_validates_authorities_except_on_a_developer_machine(
         client_id="id", client_secret=SecretStr("secret-value"), local_dev=local_dev, http=httpx.AsyncClient()
     )
     try:
-        await client._app(TENANT)
+        await client._tokens.app(TENANT)
     finally:
         await client.aclose()
     [options] = built
