@@ -8,6 +8,7 @@ from functions import (
     health,
     improvement_actions,
     oauth,
+    portal,
     provisioning,
     sync,
     ticket_completion,
@@ -27,6 +28,7 @@ for blueprint in (
     ticket_completion.bp,
     sync.bp,
     docs.bp,
+    portal.bp,
     cors.bp,
 ):
     app.register_functions(blueprint)

@@ -17,6 +17,8 @@ from pydantic import TypeAdapter
 from functions import _contract_examples as ex
 from functions._contract_types import Answer, Errors, Operation, PathParameter
 from functions.docs import ASSETS
+from functions.portal import ASSETS as PORTAL_ASSETS
+from shared.diagnostics_models import DiagnosticsResult
 from shared.errors import (
     BadRequest,
     Conflict,
@@ -127,6 +129,37 @@ OPERATIONS: dict[str, Operation] = {
         tag="Provisioning",
         answers=(Answer(204, "Removed."),),
         errors=(*PROTECTED, *WRITE, UpstreamError),
+    ),
+    "provisioning_diagnostics": Operation(
+        summary="Test the connection",
+        description="A checklist of what a working connection needs, each item `passed`, `failed` (with a "
+        "`fix` in words) or `skipped` (a check it needs failed): the instance answers, the OAuth client "
+        "and grant (a token refresh now), reading incidents, change requests and `sys_choice`, the "
+        "instance's clock, and the refresh token's lifetime. Only reads reach the instance; nothing is "
+        "created. ServiceNow's failures are failed checks, not errors. A refresh that finds the grant "
+        "dead sets the status to `reauthorization_required`.",
+        tag="Provisioning",
+        answers=(
+            Answer(
+                200,
+                "The checklist.",
+                DiagnosticsResult,
+                {
+                    "checks": [
+                        {
+                            "id": "read_incidents",
+                            "title": "Read incidents",
+                            "status": "failed",
+                            "detail": "ServiceNow refused to read incident (HTTP 403: Operation Failed).",
+                            "fix": "The integration user lacks the role or ACL to read incidents (incident): "
+                            "give it the itil role. Then test again.",
+                        }
+                    ],
+                    "checkedAt": "2025-01-15T12:00:00Z",
+                },
+            ),
+        ),
+        errors=(*PROTECTED, *WRITE, ConnectionNotReady, ReauthorizationRequired),
     ),
     "oauth_callback": Operation(
         summary="ServiceNow's redirect after consent",
@@ -274,5 +307,46 @@ OPERATIONS: dict[str, Operation] = {
         ),
         errors=(NotFound,),
         path={"file": PathParameter("The file's name.", "swagger-ui.css", tuple(ASSETS))},
+    ),
+    "portal_page": Operation(
+        summary="The portal",
+        description="The admin's pages (connect ServiceNow, share improvement actions, track tickets), "
+        "served by the app; they call this API from its own origin and load nothing from another site.",
+        tag="Portal",
+        answers=(
+            Answer(200, "The page.", media_type="text/html", schema=_TEXT, example="<!doctype html>..."),
+        ),
+        errors=(),
+    ),
+    "portal_asset": Operation(
+        summary="A file of the portal",
+        description="One of the portal's script modules or its style sheet.",
+        tag="Portal",
+        answers=(
+            Answer(200, "A script.", media_type="text/javascript", schema=_TEXT, example="/* ... */"),
+            Answer(200, "A style sheet.", media_type="text/css", schema=_TEXT, example="/* ... */"),
+        ),
+        errors=(NotFound,),
+        path={"file": PathParameter("The file's name.", "app.js", tuple(PORTAL_ASSETS))},
+    ),
+    "portal_config": Operation(
+        summary="What the portal may offer",
+        description="`localSignIn`: whether the portal offers signing in as any tenant, user and role "
+        "(a principal header the page builds), which only a local development host (`LOCAL_DEV=true`) trusts.",
+        tag="Portal",
+        answers=(
+            Answer(
+                200,
+                "The portal's options.",
+                schema={
+                    "type": "object",
+                    "properties": {"localSignIn": {"type": "boolean"}},
+                    "required": ["localSignIn"],
+                    "additionalProperties": False,
+                },
+                example={"localSignIn": False},
+            ),
+        ),
+        errors=(Misconfigured,),
     ),
 }

@@ -1,4 +1,5 @@
-"""Provisioning: connect a tenant's ServiceNow, see its status, re-authorize, name states, remove."""
+"""Provisioning: connect a tenant's ServiceNow, see its status, re-authorize, name states, remove,
+test the connection."""
 
 from __future__ import annotations
 
@@ -48,3 +49,10 @@ async def provisioning_state_names(req: func.HttpRequest, caller: Caller) -> fun
 async def provisioning_remove(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     await get_container().provisioning.remove(caller.tenant_id)
     return func.HttpResponse(status_code=204)
+
+
+@bp.function_name("provisioning_diagnostics")
+@bp.route(route="provisioning/diagnostics", methods=["POST"])
+@endpoint(Role.ADMIN)
+async def provisioning_diagnostics(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    return json_response(await get_container().diagnostics.run(caller.tenant_id))

@@ -86,14 +86,18 @@ async def serve(app_path: str, *, with_dependencies: bool, explicit: set[str]) -
         if with_dependencies:
             await start_stand_ins(stack, explicit)
 
-        # The callback must come back to this host, whatever PORT is (unless set explicitly).
-        _publish("OAUTH_REDIRECT_URI", f"http://127.0.0.1:{_port('PORT', 7071)}/api/oauth/callback", explicit)
+        # The callback must come back to this host, and then to the portal it serves, whatever
+        # PORT is (unless set explicitly).
+        own = f"http://127.0.0.1:{_port('PORT', 7071)}"
+        _publish("OAUTH_REDIRECT_URI", f"{own}/api/oauth/callback", explicit)
+        _publish("PORTAL_URL", f"{own}/api/portal", explicit)
         module_name, _, attribute = app_path.partition(":")
         app = getattr(importlib.import_module(module_name), attribute or "app")
         host = LocalHost(app, HostConfig.load(local_settings.REPO_ROOT / "host.json"))
         url = await host.start(host="127.0.0.1", port=_port("PORT", 7071))
         stack.push_async_callback(host.stop)
         print(f"Functions host ready: {url}/api/health", flush=True)
+        print(f"Portal ready: {url}/api/portal", flush=True)
         await stop.wait()
         logger.info("Stopping")
         await get_container().aclose()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from shared.servicenow.oauth import ServiceNowOAuthClient
     from shared.servicenow.table_api import ServiceNowTables
     from shared.services.access_tokens import AccessTokens
+    from shared.services.diagnostics import DiagnosticsService
     from shared.services.improvement_actions import ImprovementActionsService
     from shared.services.provisioning import ProvisioningService
     from shared.services.syncing import SyncService
@@ -201,6 +202,17 @@ class Container:
             "improvement_actions",
             lambda: ImprovementActionsService(
                 actions=self.graph, tickets=self.tickets, connections=self.connections
+            ),
+        )
+
+    @property
+    def diagnostics(self) -> DiagnosticsService:
+        from shared.services.diagnostics import DiagnosticsService
+
+        return self._get(
+            "diagnostics",
+            lambda: DiagnosticsService(
+                connections=self.connections, tokens=self.access_tokens, probe=self.servicenow_tables
             ),
         )
 

@@ -11,6 +11,7 @@ that lost a race, `UpstreamUnavailable` when the store or service did not answer
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -263,6 +264,30 @@ class ServiceNowRecords(Protocol):
         self, connection: Connection, table: str, query: str, fields: list[str], *, limit: int = ...
     ) -> list[ServiceNowRecord]:
         """The first `limit` matching records: one request (for keyset paging)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    """What one probe GET of an instance got back, whatever its status."""
+
+    status: int
+    date: datetime | None = None  # the instance's `Date` header (its clock), when readable
+    records: int = 0  # records in a 200's result
+    said: str = ""  # ServiceNow's own words from an error envelope, if any
+
+
+class InstanceProbe(Protocol):
+    """Read-only probes of a tenant's instance for the connection test: GETs, never a write."""
+
+    async def reach(self, connection: Connection) -> ProbeAnswer:
+        """One GET without a token, sent once: any answer shows the instance is there.
+        UpstreamUnavailable when none came (or only a 5xx)."""
+        ...
+
+    async def read_one(self, connection: Connection, table: str) -> ProbeAnswer:
+        """GET at most one record of `table` with the connection's token, whatever the status.
+        Raises as the other reads do: UpstreamUnavailable, TokenRefused, ReauthorizationRequired."""
         ...
 
 

@@ -4,6 +4,7 @@ Key Vault and one Entra/Graph stand-in per session (tests reset or isolate their
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -69,3 +70,15 @@ async def entra_standin(local_tls: LocalTls) -> AsyncIterator[EntraHandle]:
     handle = await start_entra(tls=local_tls, clients={GRAPH_CLIENT_ID: GRAPH_CLIENT_SECRET})
     yield handle
     await handle.aclose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly when the portal's browser tests did not run (they need the system Chromium)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if any(
+        "test_portal_browser" in str(getattr(report, "nodeid", "") or report.location[0])
+        for report in skipped
+    ):
+        terminalreporter.write_line(
+            f"Browser tests were skipped: {Path('/usr/bin/chromium')} or the playwright package is missing."
+        )

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +21,7 @@ import httpx
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import TokenRefused, UpstreamError, UpstreamRejected, UpstreamUnavailable
-from shared.ports import AccessTokenSource
+from shared.ports import AccessTokenSource, ProbeAnswer
 from shared.records import Connection
 from shared.servicenow.transport import RetryPolicy, send_with_retries
 
@@ -144,6 +146,30 @@ class ServiceNowTables:
             raise _rejected(response, f"query {table}")
         return _results(response)
 
+    async def reach(self, connection: Connection) -> ProbeAnswer:
+        """One unauthenticated GET, sent once (the instance answers 401): is anybody there?"""
+        url = _table_url(connection, "sys_choice")
+        response = await send_with_retries(
+            lambda: self._http.get(url, params={"sysparm_limit": "1"}),
+            self._retry,
+            what="reach the instance",
+            retry=False,
+            clock=self._clock,
+        )
+        return _probe_answer(response, count=False)
+
+    async def read_one(self, connection: Connection, table: str) -> ProbeAnswer:
+        """GET at most one record (`sysparm_limit=1`), signed in; the answer whatever its status."""
+        params = {
+            "sysparm_limit": "1",
+            "sysparm_fields": "sys_id",
+            "sysparm_no_count": "true",
+            "sysparm_exclude_reference_link": "true",
+        }
+        url = _table_url(connection, table)
+        response = await self._send(connection, "GET", url, what=f"probe {table}", params=params)
+        return _probe_answer(response, count=True)
+
     async def _send(
         self,
         connection: Connection,
@@ -216,6 +242,13 @@ def _results(response: httpx.Response) -> list[Record]:
 
 
 def _rejected(response: httpx.Response, action: str) -> UpstreamRejected:
+    said = _said(response)
+    return UpstreamRejected(
+        f"ServiceNow refused to {action} (HTTP {response.status_code}){': ' + said if said else ''}."
+    )
+
+
+def _said(response: httpx.Response) -> str:
     """ServiceNow's own words from its `{"error": {"message", "detail"}}` envelope."""
     message = detail = ""
     try:
@@ -223,7 +256,20 @@ def _rejected(response: httpx.Response, action: str) -> UpstreamRejected:
         message, detail = str(error.get("message") or ""), str(error.get("detail") or "")
     except (ValueError, AttributeError):
         pass
-    said = ": ".join(part for part in (message, detail) if part and part != "null")[:_MESSAGE_LIMIT]
-    return UpstreamRejected(
-        f"ServiceNow refused to {action} (HTTP {response.status_code}){': ' + said if said else ''}."
-    )
+    return ": ".join(part for part in (message, detail) if part and part != "null")[:_MESSAGE_LIMIT]
+
+
+def _probe_answer(response: httpx.Response, *, count: bool) -> ProbeAnswer:
+    """`count`: read the records of a 200 (UpstreamError when it has no result list)."""
+    records = len(_results(response)) if count and response.status_code == 200 else 0
+    said = _said(response) if response.status_code >= 400 else ""
+    return ProbeAnswer(response.status_code, _date(response), records, said)
+
+
+def _date(response: httpx.Response) -> datetime | None:
+    """The answer's `Date` header (RFC 9110 IMF-fixdate, GMT): the instance's clock."""
+    try:
+        moment = parsedate_to_datetime(response.headers.get("date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

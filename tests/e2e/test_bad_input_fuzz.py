@@ -375,7 +375,17 @@ async def test_known_hostile_requests_are_4xx_with_a_request_id(stack: Stack) ->
         body = {"instance": instance, "clientId": "abc", "clientSecret": "s"}
         cases.append(("PUT", "/api/provisioning", {"json": body, "headers": admin}, 400, "instance"))
     deep_principal = {PRINCIPAL_HEADER: base64.b64encode(DEEP).decode()}
-    anonymous = {"health", "oauth_callback", "cors_preflight", "openapi_document", "docs_page", "docs_asset"}
+    anonymous = {
+        "health",
+        "oauth_callback",
+        "cors_preflight",
+        "openapi_document",
+        "docs_page",
+        "docs_asset",
+        "portal_page",
+        "portal_asset",
+        "portal_config",
+    }
     for target in TARGETS:
         if target.function not in anonymous:
             path = "/" + _PARAMETER.sub("x", target.route)

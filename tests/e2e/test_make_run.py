@@ -1,4 +1,4 @@
-"""`make run` as a developer uses it: serves /api/health, and Ctrl-C leaves nothing behind."""
+"""`make run` as a developer uses it: serves /api/health and the portal, and Ctrl-C leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -75,6 +75,13 @@ def test_make_run_serves_health_and_ctrl_c_stops_everything(tmp_path: Path) -> N
         assert response is not None, "the host did not answer in time"
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
+        portal = httpx.get(f"http://127.0.0.1:{port}/api/portal", timeout=5)
+        assert portal.status_code == 200
+        assert "text/html" in portal.headers["content-type"]
+        deadline = time.monotonic() + 10
+        while "Portal ready:" not in (tmp_path / "make-run.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"Portal ready: http://127.0.0.1:{port}/api/portal" in (tmp_path / "make-run.log").read_text()
         started = descendants_of(process.pid)
         assert len(started) >= 2, "make's python and Azurite should be running"
 

@@ -1,0 +1,179 @@
+"""The portal in a real browser (Chromium through Playwright) against the stack: sign in, connect
+through the simulator's consent page, share an improvement action, watch its state change after a
+sync, rename a state, test, re-authorize and remove the connection; and a bad value is explained
+next to its field. Each screen is saved to `docs/screenshots/` (the README shows them).
+
+Skipped when `/usr/bin/chromium` or the `playwright` package is missing (`make test` says so).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from shared.settings import get_settings
+from tests.e2e.conftest import REPO_ROOT, Stack
+from tests.e2e.sync_api import update_record
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 20_000
+
+if not CHROMIUM.exists():
+    if os.environ.get("REQUIRE_BROWSER_TESTS") == "1":  # CI: .ci/run installed it, so this is a fault
+        raise RuntimeError(f"{CHROMIUM} is missing, and REQUIRE_BROWSER_TESTS=1 says browser tests must run")
+    pytest.skip(f"browser tests skipped: {CHROMIUM} is not installed", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.async_api", reason="browser tests skipped: no playwright")
+expect = playwright_api.expect
+
+
+@pytest_asyncio.fixture
+async def page(stack: Stack, app_env: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    # The OAuth callback comes back to the portal this host serves.
+    app_env.setenv("PORTAL_URL", f"{stack.url}/api/portal")
+    get_settings.cache_clear()
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            yield await context.new_page()
+        finally:
+            await browser.close()
+
+
+async def shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+async def sign_in(page: Any, stack: Stack, tenant: str) -> None:
+    await page.goto(f"{stack.url}/api/portal")
+    await page.get_by_role("button", name="Sign in as").click()
+    await page.get_by_label("Tenant").fill(tenant)
+    await page.get_by_label("User").fill("Ada Admin")
+    await page.get_by_label("Role").select_option("Connector.Admin")
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+async def allow_in_servicenow(page: Any) -> None:
+    await page.get_by_role("button", name="Allow").click()
+    await expect(page.get_by_text("ServiceNow is connected.")).to_be_visible()
+
+
+def card(page: Any, heading: str) -> Any:
+    return page.get_by_role("region", name=re.compile(heading))
+
+
+async def test_admin_connects_shares_tracks_and_removes(stack: Stack, page: Any) -> None:
+    tenant = stack.new_tenant()
+    simulator = stack.simulator
+    await sign_in(page, stack, tenant)
+    await expect(page.get_by_role("button", name="Connect to ServiceNow")).to_be_visible()
+    await shot(page, "home-not-connected")
+
+    await page.get_by_role("button", name="Connect to ServiceNow").click()
+    await page.get_by_label("Instance").fill(simulator.url)
+    await page.get_by_label("Client ID").fill(simulator.client_id)
+    await page.get_by_label("Client secret").fill(simulator.client_secret)
+    await page.get_by_role("button", name="Authorize").click()
+    await allow_in_servicenow(page)
+    await expect(page.get_by_label("Client secret")).to_have_value("")
+    await shot(page, "servicenow-configuration")
+
+    await page.get_by_role("navigation").get_by_role("link", name="Improvement actions").click()
+    share = page.get_by_role("button", name=re.compile(r"^Share ")).first
+    await share.click()
+    await page.get_by_role("menuitem", name="ServiceNow").click()
+    form = page.get_by_role("form", name=re.compile("to ServiceNow$"))
+    await expect(form.get_by_label("Name")).not_to_have_value("")
+    await form.get_by_label("Priority").select_option("2")
+    await form.get_by_label("Due date").fill("2030-01-31")
+    await shot(page, "share-to-servicenow")
+    await form.get_by_role("button", name="Send to ServiceNow").click()
+    number = form.get_by_role("link", name=re.compile(r"^INC\d+$"))
+    await expect(number).to_be_visible()
+    await shot(page, "improvement-actions")
+
+    await page.get_by_role("navigation").get_by_role("link", name="Home").click()
+    incidents = card(page, "Incident management")
+    await expect(card(page, "Change management")).to_be_visible()
+    await expect(incidents.get_by_role("listitem").filter(has_text="New")).to_have_text(
+        re.compile(r"1\s+New")
+    )
+    await expect(incidents.get_by_role("link", name=re.compile(r"^INC\d+$"))).to_be_visible()
+
+    tickets = (await stack.client.get("/api/tickets", headers=stack.as_admin(tenant))).json()["items"]
+    await update_record(simulator, "incident", tickets[0]["sysId"], state="2")
+    await page.get_by_role("button", name="Sync now").click()
+    await expect(incidents.get_by_role("listitem").filter(has_text="In Progress")).to_have_text(
+        re.compile(r"1\s+In Progress")
+    )
+    await shot(page, "home")
+
+    await incidents.get_by_role("link", name="Manage ServiceNow configuration").click()
+    await page.get_by_label("In Progress (state 2)").fill("Being fixed")
+    await page.get_by_role("button", name="Save state names").click()
+    await expect(page.get_by_label("In Progress (state 2)")).to_have_value("Being fixed")
+
+    await page.get_by_role("button", name="Test connection").click()
+    results = page.locator(".checks, [role=alert]")
+    await expect(results.first).to_be_visible()
+    await shot(page, "servicenow-configuration-test")
+
+    await page.get_by_role("button", name="Re-authorize").click()
+    await allow_in_servicenow(page)
+
+    await page.get_by_role("navigation").get_by_role("link", name="All tickets").click()
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=tickets[0]["number"]))
+    await expect(row).to_contain_text("Being fixed")
+    await expect(row).to_contain_text("Ada Admin")
+    await shot(page, "all-tickets")
+
+    await page.get_by_role("navigation").get_by_role("link", name="Home").click()
+    await expect(incidents.get_by_role("listitem").filter(has_text="Being fixed")).to_be_visible()
+    await incidents.get_by_role("link", name="Manage ServiceNow configuration").click()
+    await page.get_by_role("button", name="Remove connection").click()
+    await expect(page.get_by_role("alertdialog")).to_contain_text("revokes its tokens")
+    await page.get_by_role("button", name="Remove", exact=True).click()
+    await expect(page.get_by_role("button", name="Connect to ServiceNow")).to_be_visible()
+    assert (await stack.client.get("/api/provisioning", headers=stack.as_admin(tenant))).json()[
+        "status"
+    ] == "not_configured"
+
+
+async def test_a_bad_value_is_explained_next_to_its_field(stack: Stack, page: Any) -> None:
+    tenant = stack.new_tenant()
+    await sign_in(page, stack, tenant)
+    await page.get_by_role("button", name="Connect to ServiceNow").click()
+    bad = {"instance": "not an instance!", "clientId": "abc", "clientSecret": "s"}
+    await page.get_by_label("Instance").fill(bad["instance"])
+    await page.get_by_label("Client ID").fill(bad["clientId"])
+    await page.get_by_label("Client secret").fill(bad["clientSecret"])
+    await page.get_by_role("button", name="Authorize").click()
+
+    answer = await stack.client.put("/api/provisioning", json=bad, headers=stack.as_admin(tenant))
+    [problem] = [f for f in answer.json()["error"]["fields"] if f["field"] == "instance"]
+    instance = page.get_by_label("Instance")
+    await expect(instance).to_have_attribute("aria-invalid", "true")
+    message = page.locator(f"#{await instance.get_attribute('id')}-error")
+    await expect(message).to_have_text(problem["message"])
+    await expect(page.get_by_role("alert")).to_contain_text("request id")
+    await shot(page, "servicenow-configuration-error")
