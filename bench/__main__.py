@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench.import_cost", "bench.create_tickets", "bench.sync", "bench.redaction"]
+BENCHMARKS = ["bench.import_cost", "bench.create_tickets", "bench.sync", "bench.fanout", "bench.redaction"]
 
 
 def main() -> int:

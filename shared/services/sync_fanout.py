@@ -8,18 +8,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.clock import Clock
-from shared.errors import AppError, ConnectionNotReady, ReauthorizationRequired, SyncEnqueueFailed
+from shared.errors import (
+    AppError,
+    ConnectionNotReady,
+    ReauthorizationRequired,
+    SyncEnqueueFailed,
+    UpstreamUnavailable,
+)
 from shared.models import ConnectionStatus, SyncQueued, SyncReason, SyncRequest
 from shared.ports import ConnectionStore, IdempotencyClaims, MessageQueue, OAuthStateStore
 from shared.services.sync_config import SyncConfig
 
 logger = logging.getLogger(__name__)
 
-ENQUEUE_CONCURRENCY = 32
+ENQUEUE_CONCURRENCY = 32  # sends in flight at once
+# The queue client already retries a request a few times; these attempts ride out a longer moment
+# (a throttled account) without holding the timer long: 0.5 s then 1 s.
+SEND_ATTEMPTS = 3
+SEND_BACKOFF_S = 0.5
 
 
 async def send_request(queue: MessageQueue, request: SyncRequest, *, delay_s: int = 0) -> None:
@@ -59,8 +69,9 @@ async def _purge(deletion: Awaitable[int], *, what: str, done: str, before: date
 @dataclass
 class _Tally:
     queued: int = 0
-    failed: int = 0
+    retried: int = 0  # sends that failed and went out again
     deferred: int = 0  # ServiceNow asked us (Retry-After) to leave the tenant alone for now
+    failed: list[str] = field(default_factory=list)  # tenants whose every attempt failed
 
 
 class SyncFanout:
@@ -83,46 +94,95 @@ class SyncFanout:
         """One message per connected tenant (but those ServiceNow asked us to leave alone for now);
         the number queued.
 
-        Keeps going past a failed send so one bad moment does not starve the tenants after it,
-        then raises, so the failure is visible on the timer's invocation.
+        A timer invocation is not retried by the host, so a tenant missed here waits a whole period:
+        a failed send is retried (`SEND_ATTEMPTS`, backing off), a tenant still not queued is logged
+        by id, the tenants after it are still sent, and the run then raises `SyncEnqueueFailed` so
+        the invocation shows as failed. `ENQUEUE_CONCURRENCY` senders take tenants from the listing
+        as its pages arrive, so listing and sending overlap.
         """
         requested_at = self._clock.now()
         tally = _Tally()
-        batch: list[SyncRequest] = []
+        pending: asyncio.Queue[SyncRequest | None] = asyncio.Queue(maxsize=ENQUEUE_CONCURRENCY)
+        senders = [asyncio.create_task(self._sender(pending, tally)) for _ in range(ENQUEUE_CONCURRENCY)]
+        listing_error: Exception | None = None
+        try:
+            await self._list_due(pending, tally, reason, requested_at)
+        except Exception as error:  # the tenants listed so far are still sent
+            listing_error = error
+        except BaseException:
+            for sender in senders:
+                sender.cancel()
+            raise
+        for _ in senders:
+            await pending.put(None)
+        await asyncio.gather(*senders)
+        self._report(tally, reason)
+        if listing_error is not None:
+            raise listing_error
+        if tally.failed:
+            total = tally.queued + len(tally.failed)
+            raise SyncEnqueueFailed(
+                f"{len(tally.failed)} of {total} sync messages could not be queued "
+                f"(tenants {', '.join(tally.failed[:5])}{', ...' if len(tally.failed) > 5 else ''})."
+            )
+        return tally.queued
+
+    async def _list_due(
+        self,
+        pending: asyncio.Queue[SyncRequest | None],
+        tally: _Tally,
+        reason: SyncReason,
+        requested_at: datetime,
+    ) -> None:
         async for connection in self._connections.with_status(ConnectionStatus.CONNECTED):
             if connection.sync_not_before is not None and connection.sync_not_before > requested_at:
                 tally.deferred += 1
                 continue
-            batch.append(
-                SyncRequest(tenant_id=connection.tenant_id, reason=reason, requested_at=requested_at)
-            )
-            if len(batch) >= ENQUEUE_CONCURRENCY:
-                await self._send_all(batch, tally)
-                batch = []
-        await self._send_all(batch, tally)
+            request = SyncRequest(tenant_id=connection.tenant_id, reason=reason, requested_at=requested_at)
+            await pending.put(request)
+
+    async def _sender(self, pending: asyncio.Queue[SyncRequest | None], tally: _Tally) -> None:
+        while (request := await pending.get()) is not None:
+            if await self._send_with_retries(request, tally):
+                tally.queued += 1
+            else:
+                tally.failed.append(request.tenant_id)
+
+    async def _send_with_retries(self, request: SyncRequest, tally: _Tally) -> bool:
+        """True once the message is sent; False (logged with the tenant) when every attempt failed.
+        A retry may duplicate a message whose send succeeded but whose answer was lost; the worker
+        drops a duplicate (its lease, `LastSyncStartedAt`)."""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                await send_request(self._queue, request)
+                return True
+            except UpstreamUnavailable as error:
+                last: Exception = error
+                if attempt < SEND_ATTEMPTS:
+                    tally.retried += 1
+                    await self._clock.sleep(SEND_BACKOFF_S * 2 ** (attempt - 1))
+            except Exception as error:  # not a moment of unavailability: retrying will not help
+                last = error
+                break
+        logger.error(
+            "Could not queue a sync for tenant %s (%d attempt(s)): %s",
+            request.tenant_id,
+            attempt,
+            last,
+        )
+        return False
+
+    def _report(self, tally: _Tally, reason: SyncReason) -> None:
         logger.info(
-            "Queued a %s sync for %d connected tenant(s)%s",
+            "Queued a %s sync for %d connected tenant(s)%s%s%s",
             reason,
             tally.queued,
+            f"; {tally.retried} send(s) retried" if tally.retried else "",
+            f"; {len(tally.failed)} could not be queued" if tally.failed else "",
             f"; {tally.deferred} left alone until ServiceNow's Retry-After has passed"
             if tally.deferred
             else "",
         )
-        if tally.failed:
-            total = tally.queued + tally.failed
-            raise SyncEnqueueFailed(f"{tally.failed} of {total} sync messages could not be queued.")
-        return tally.queued
-
-    async def _send_all(self, requests: list[SyncRequest], tally: _Tally) -> None:
-        results = await asyncio.gather(
-            *(send_request(self._queue, request) for request in requests), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                tally.failed += 1
-                logger.warning("Could not queue a sync: %s", result)
-            else:
-                tally.queued += 1
 
     async def purge_expired_states(self) -> int:
         """Delete OAuth states that expired over `state_retention` ago (bounded); never raises.

@@ -3,11 +3,14 @@
 
 `SyncTickets` is `InMemoryTickets` plus what the sync's tests look at: `seed` (a row as ticket
 creation wrote it), `writes` (every batch of state changes), `index_reads`, `deleted` and `state`.
-`fail_writes` makes state writes fail as an unavailable Table Storage would.
+`fail_writes` makes state writes fail as an unavailable Table Storage would. `FlakyQueue` wraps a
+queue to fail chosen sends (the fan-out's tests and `bench/fanout.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -141,8 +144,47 @@ class RecordingQueue:
         self.delays.append(delay_s)
 
 
+class FlakyQueue:
+    """Wraps a `MessageQueue`, failing chosen sends as an unavailable Queue Storage would, and
+    noting the most sends in flight at once. Per tenant (read from the message): `fail_before[t]`
+    attempts fail without sending; `fail_after[t]` attempts send and then fail (the answer lost: the
+    message is there, a retry duplicates it). `attempts` counts every call per tenant."""
+
+    def __init__(self, inner: MessageQueue) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.fail_before: dict[str, int] = {}
+        self.fail_after: dict[str, int] = {}
+        self.attempts: dict[str, int] = {}
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def send(self, body: str, *, delay_s: int = 0) -> None:
+        tenant_id = str(json.loads(body)["tenantId"])
+        self.attempts[tenant_id] = self.attempts.get(tenant_id, 0) + 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)  # a real send yields; others start meanwhile
+            if _take(self.fail_before, tenant_id):
+                raise UpstreamUnavailable("Queue Storage is unavailable (send to sync-requests).")
+            await self.inner.send(body, delay_s=delay_s)
+            if _take(self.fail_after, tenant_id):
+                raise UpstreamUnavailable("Queue Storage is unavailable (send to sync-requests).")
+        finally:
+            self.in_flight -= 1
+
+
+def _take(failures: dict[str, int], tenant_id: str) -> bool:
+    if failures.get(tenant_id, 0) <= 0:
+        return False
+    failures[tenant_id] -= 1
+    return True
+
+
 def _conforms(tickets: SyncTickets, tokens: FakeTokenRefresher, queue: RecordingQueue) -> None:
     # mypy checks here that the fakes implement the ports.
     _tickets: TicketStore = tickets
     _tokens: TokenRefresher = tokens
     _queue: MessageQueue = queue
+    _flaky: MessageQueue = FlakyQueue(queue)

@@ -18,6 +18,7 @@ from localdev.local_settings import REPO_ROOT
     [
         ("bench.create_tickets", ["--requests", "5", "--concurrency", "2"], "overhead:"),
         ("bench.sync", ["--tenants", "2", "--tickets", "20"], "ServiceNow requests per tenant"),
+        ("bench.fanout", ["--tenants", "50", "--fail", "0.1", "--lost", "0.05"], "duplicates (expected"),
         ("bench.redaction", ["--many", "1000", "--records", "300"], "ratio:"),
     ],
 )
