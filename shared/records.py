@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_serializer
 from pydantic.alias_generators import to_pascal
 
+from shared.errors import ConnectionNotReady, ReauthorizationRequired
 from shared.models import (
     ConnectionStatus,
     RecommendationCategory,
@@ -127,6 +128,23 @@ class Connection(StoredRecord):
         """Still connected through the grant `other` was read with: no re-authorization,
         reconfiguration or dead grant recorded since (a write based on `other` is then stale)."""
         return self.status == ConnectionStatus.CONNECTED and self.grant == other.grant
+
+
+def usable_connection(connection: Connection | None) -> Connection:
+    """The connection, if ServiceNow can be called through it now.
+
+    Raises:
+        ConnectionNotReady: none, not configured, or its authorization not completed yet.
+        ReauthorizationRequired: its grant is dead; an admin must authorize again.
+    """
+    if connection is None or connection.status in (
+        ConnectionStatus.NOT_CONFIGURED,
+        ConnectionStatus.PENDING_AUTHORIZATION,
+    ):
+        raise ConnectionNotReady()
+    if connection.status == ConnectionStatus.REAUTHORIZATION_REQUIRED:
+        raise ReauthorizationRequired()
+    return connection
 
 
 class OAuthState(StoredRecord):

@@ -31,9 +31,8 @@ from shared.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from shared.models import ConnectionStatus
 from shared.ports import ConnectionStore, InstanceProbe, ProbeAnswer, TokenRefresher
-from shared.records import REFRESH_TOKEN_WARNING, Connection, TokenSet
+from shared.records import REFRESH_TOKEN_WARNING, Connection, TokenSet, usable_connection
 
 logger = logging.getLogger(__name__)
 
@@ -150,15 +149,7 @@ class DiagnosticsService:
         return self._result([reach, oauth, *reads, clock_check(skew), lifetime])
 
     async def _ready(self, tenant_id: str) -> Connection:
-        connection = await self._connections.get(tenant_id)
-        if connection is None or connection.status in (
-            ConnectionStatus.NOT_CONFIGURED,
-            ConnectionStatus.PENDING_AUTHORIZATION,
-        ):
-            raise ConnectionNotReady()
-        if connection.status == ConnectionStatus.REAUTHORIZATION_REQUIRED:
-            raise ReauthorizationRequired()
-        return connection
+        return usable_connection(await self._connections.get(tenant_id))
 
     def _result(self, checks: list[DiagnosticCheck]) -> DiagnosticsResult:
         failed = [check.id for check in checks if check.status == "failed"]

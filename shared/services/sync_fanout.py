@@ -14,13 +14,12 @@ from datetime import datetime
 from shared.clock import Clock
 from shared.errors import (
     AppError,
-    ConnectionNotReady,
-    ReauthorizationRequired,
     SyncEnqueueFailed,
     UpstreamUnavailable,
 )
 from shared.models import ConnectionStatus, SyncQueued, SyncReason, SyncRequest
 from shared.ports import ConnectionStore, IdempotencyClaims, MessageQueue, OAuthStateStore
+from shared.records import usable_connection
 from shared.services.sync_config import SyncConfig
 
 logger = logging.getLogger(__name__)
@@ -201,11 +200,7 @@ class SyncFanout:
 
     async def request_sync(self, tenant_id: str) -> SyncQueued:
         """POST /api/sync: queue this tenant's sync now (only a connected tenant can sync)."""
-        connection = await self._connections.get(tenant_id)
-        if connection is None or connection.status == ConnectionStatus.PENDING_AUTHORIZATION:
-            raise ConnectionNotReady()
-        if connection.status == ConnectionStatus.REAUTHORIZATION_REQUIRED:
-            raise ReauthorizationRequired()
+        usable_connection(await self._connections.get(tenant_id))
         request = SyncRequest(tenant_id=tenant_id, reason="manual", requested_at=self._clock.now())
         await send_request(self._queue, request)
         logger.info("Queued a manual sync")

@@ -65,16 +65,14 @@ from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import (
     AppError,
     BadRequest,
-    ConnectionNotReady,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     NotFound,
-    ReauthorizationRequired,
     UpstreamRejected,
     UpstreamUnavailable,
 )
 from shared.identity import Caller
-from shared.models import ConnectionStatus, CreateTicket, ImprovementAction, TicketView
+from shared.models import CreateTicket, ImprovementAction, TicketView
 from shared.ports import (
     ConnectionStore,
     IdempotencyClaims,
@@ -84,7 +82,7 @@ from shared.ports import (
     ServiceNowRecords,
     TicketStore,
 )
-from shared.records import Connection, IdempotencyRecord, Ticket, new_ticket_id
+from shared.records import Connection, IdempotencyRecord, Ticket, new_ticket_id, usable_connection
 from shared.services.idempotency_claims import (
     ClaimKeeper,
     HeldClaim,
@@ -222,15 +220,7 @@ class TicketCreation:
         return await self._fulfil(job, outcome, job.content, look_first=True)
 
     async def _ready_connection(self, tenant_id: str) -> Connection:
-        connection = await self._connections.get(tenant_id)
-        if connection is None or connection.status in (
-            ConnectionStatus.NOT_CONFIGURED,
-            ConnectionStatus.PENDING_AUTHORIZATION,
-        ):
-            raise ConnectionNotReady()
-        if connection.status == ConnectionStatus.REAUTHORIZATION_REQUIRED:
-            raise ReauthorizationRequired()
-        return connection
+        return usable_connection(await self._connections.get(tenant_id))
 
     async def _action(self, job: _Job) -> ImprovementAction | None:
         """The improvement action the request names, read from Secure Score once per request.
