@@ -127,14 +127,24 @@ class TicketCompletion:
 
     async def _work(self, message: PendingCreate, held: HeldClaim, row: Ticket) -> Completion:
         connection = await self._connections.get(row.tenant_id)
+        stopped = await self._stop_for_connection(message, held, row, connection)
+        if stopped is not None:
+            return stopped
+        assert connection is not None
+        return await self._round(message, held, connection, row)
+
+    async def _stop_for_connection(
+        self, message: PendingCreate, held: HeldClaim, row: Ticket, connection: Connection | None
+    ) -> Completion | None:
+        """How the round ends when the connection cannot be used for it now (waits for consent, or
+        `failed`); None when it can."""
         if _awaits_consent(connection, row, message):
             return await self._await_consent(message, held, row)
         problem = _unusable(connection, row)
-        if problem is not None:
-            await self._pending.fail(held, row, problem + _maybe_made(held, row))
-            return "failed"
-        assert connection is not None
-        return await self._round(message, held, connection, row)
+        if problem is None:
+            return None
+        await self._pending.fail(held, row, problem + _maybe_made(held, row))
+        return "failed"
 
     async def _round(
         self, message: PendingCreate, held: HeldClaim, connection: Connection, row: Ticket
@@ -184,12 +194,9 @@ class TicketCompletion:
             return "failed"
         if isinstance(error, ConnectionNotReady | ReauthorizationRequired):
             connection = await self._connections.get(row.tenant_id)
-            if _awaits_consent(connection, row, message):
-                return await self._await_consent(message, held, row)
-            problem = _unusable(connection, row)
-            if problem is not None:
-                await self._pending.fail(held, row, problem + _maybe_made(held, row))
-                return "failed"
+            stopped = await self._stop_for_connection(message, held, row, connection)
+            if stopped is not None:
+                return stopped
         if last:
             reason = f"ServiceNow could not be asked whether it made the record: {error.message}"
             await self._pending.fail(held, row, reason + _maybe_made(held, row))
