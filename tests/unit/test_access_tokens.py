@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -15,40 +14,11 @@ from shared.records import Connection, TokenSet
 from shared.services.access_tokens import AccessTokens
 from tests.fakes.clock import FakeClock
 from tests.fakes.connections import InMemoryConnectionRepository
+from tests.fakes.oauth import FakeRefreshGrant
 from tests.fakes.secrets import InMemorySecretStore
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 INSTANCE = "https://contoso.service-now.com"
-
-
-class RecordingOAuth:
-    """The refresh grant: hands out numbered access tokens and records each refresh."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.refreshed: list[str] = []  # the refresh tokens used
-        self.during_refresh: Callable[[], Awaitable[None]] | None = None
-
-    def authorize_url(
-        self, instance_url: str, *, client_id: str, redirect_uri: str, state: str, verifier: str
-    ) -> str:
-        raise AssertionError("not used here")
-
-    async def exchange_code(self, instance_url: str, **kwargs: object) -> TokenSet:
-        raise AssertionError("not used here")
-
-    async def refresh(
-        self, instance_url: str, *, client_id: str, client_secret: SecretStr, tokens: TokenSet
-    ) -> TokenSet:
-        self.refreshed.append(tokens.refresh_token.get_secret_value())
-        if self.during_refresh is not None:
-            await self.during_refresh()
-        return token_set(
-            self.clock, f"refreshed-{len(self.refreshed)}", tokens.refresh_token.get_secret_value()
-        )
-
-    async def revoke(self, instance_url: str, token: SecretStr) -> None:
-        return None
 
 
 def token_set(
@@ -79,7 +49,7 @@ class World:
         self.clock = FakeClock()
         self.secrets = InMemorySecretStore()
         self.connections = InMemoryConnectionRepository()
-        self.oauth = RecordingOAuth(self.clock)
+        self.oauth = FakeRefreshGrant(self.clock)
         oauth: ServiceNowOAuth = self.oauth  # type-checked against the port
         self.tokens = AccessTokens(
             secrets=self.secrets, oauth=oauth, connections=self.connections, clock=self.clock

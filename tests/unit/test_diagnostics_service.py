@@ -10,7 +10,6 @@ from pydantic import SecretStr
 from shared.diagnostics_models import DiagnosticCheck, DiagnosticsResult
 from shared.errors import (
     ConnectionNotReady,
-    GrantRevoked,
     ReauthorizationRequired,
     TokenRefused,
     UpstreamError,
@@ -32,38 +31,13 @@ from shared.services.diagnostics import (
 from tests.fakes.clock import FakeClock
 from tests.fakes.connections import InMemoryConnectionRepository
 from tests.fakes.instance_probe import FakeInstanceProbe
+from tests.fakes.oauth import FakeRefreshGrant
 from tests.fakes.secrets import InMemorySecretStore
 from tests.fakes.sync import FakeTokenRefresher
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 INSTANCE = "https://contoso.service-now.com"
 ORDER = list(TITLES)
-
-
-class RefreshOAuth:
-    """The refresh grant, refused (401 access_denied) while `refuse` is set."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.refuse = False
-        self.refreshes = 0
-
-    def authorize_url(self, instance_url: str, **kwargs: str) -> str:
-        raise AssertionError("not used here")
-
-    async def exchange_code(self, instance_url: str, **kwargs: object) -> TokenSet:
-        raise AssertionError("not used here")
-
-    async def refresh(
-        self, instance_url: str, *, client_id: str, client_secret: SecretStr, tokens: TokenSet
-    ) -> TokenSet:
-        self.refreshes += 1
-        if self.refuse:
-            raise GrantRevoked("ServiceNow refused the refresh token (HTTP 401: server_error/access_denied).")
-        return _tokens(self.clock, f"refreshed-{self.refreshes}")
-
-    async def revoke(self, instance_url: str, token: SecretStr) -> None:
-        return None
 
 
 def _tokens(clock: FakeClock, access: str, *, lives: timedelta = timedelta(minutes=30)) -> TokenSet:
@@ -80,7 +54,7 @@ class World:
         self.clock = FakeClock()
         self.connections = InMemoryConnectionRepository()
         self.secrets = InMemorySecretStore()
-        self.oauth = RefreshOAuth(self.clock)
+        self.oauth = FakeRefreshGrant(self.clock, refresh_lifetime=timedelta(days=90))
         oauth: ServiceNowOAuth = self.oauth
         self.access_tokens = AccessTokens(
             secrets=self.secrets, oauth=oauth, connections=self.connections, clock=self.clock
@@ -150,7 +124,7 @@ async def test_the_real_token_source_is_refreshed_now_not_served_from_its_cache(
     await world.connect()
     checks = await world.run()
     assert set(_statuses(checks).values()) == {"passed"}
-    assert world.oauth.refreshes == 1
+    assert len(world.oauth.refreshed) == 1
 
 
 @pytest.mark.parametrize(
