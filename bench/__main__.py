@@ -5,7 +5,14 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench.import_cost", "bench.create_tickets", "bench.sync", "bench.fanout", "bench.redaction"]
+BENCHMARKS = [
+    "bench.import_cost",
+    "bench.create_tickets",
+    "bench.sync",
+    "bench.fanout",
+    "bench.redaction",
+    "bench.cold_start",
+]
 
 
 def main() -> int:

@@ -5,29 +5,37 @@ One multi-tenant app registration reads every customer tenant's Secure Score wit
 credentials flow: msal acquires a token at each customer tenant's authority, so there is one
 `msal.ConfidentialClientApplication` (and its token cache) per tenant, kept for the life of the
 worker. msal is synchronous, so its calls run in a thread; Graph itself is called with one
-long-lived `httpx.AsyncClient`.
+long-lived `httpx.AsyncClient`. Both are built on the first Graph call, not with the client: most
+requests of a worker never reach Graph, and msal's import and the client's TLS trust store would
+otherwise lengthen every cold start.
 
 Failures become `shared.errors` types: an unknown action is `NotFound`; a Graph 401 makes us drop
 the cached token and try once more with a new one (Graph may reject a token before its stated
 expiry); 429/503 are retried with backoff honouring `Retry-After`, then `UpstreamUnavailable`.
 Graph allows an app 4 concurrent Secure Score requests per tenant and throttles the rest, so each
 tenant's requests from this worker pass a semaphore of that size.
+
+`update_control` PATCHes a control's state and comment. Graph appends every accepted PATCH to the
+control's history, so a PATCH is sent again only after an answer that says it was not carried out
+(`shared.servicenow.transport.maybe_processed`, the one definition of that): a connection that
+never opened, a 429, a 503 with Retry-After, a 401 (once, with a new token). Any other failure (a
+timeout after sending, a dropped connection, another 5xx) ends at once as an `UpstreamUnavailable`
+marked `ambiguous`: whether the entry was appended can only be learnt by reading the control.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import ssl
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import (
@@ -36,10 +44,17 @@ from shared.errors import (
     DependencyNotConfigured,
     NotFound,
     UpstreamError,
+    UpstreamUnavailable,
 )
 from shared.graph_tokens import GraphTokens
 from shared.http_retry import RetryPolicy, send_with_retries
-from shared.models import IMPROVEMENT_ACTION_ID, ImprovementAction, RecommendationCategory
+from shared.models import IMPROVEMENT_ACTION_ID, ImprovementAction
+from shared.secure_score import CONTROL_STATES, writable_control
+
+# Part of this adapter's API, kept in a module without I/O.
+from shared.secure_score import to_control_scores as to_control_scores
+from shared.secure_score import to_improvement_action as to_improvement_action
+from shared.servicenow.transport import maybe_processed
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -50,56 +65,19 @@ MAX_CONCURRENT_PER_TENANT = 4  # Graph's limit for secureScore and secureScoreCo
 _RETRYABLE = frozenset({429, 502, 503, 504})
 _MAX_PAGES = 100  # a runaway nextLink loop must end; 100 pages is far above any real tenant
 _ACTION_ID = re.compile(IMPROVEMENT_ACTION_ID)
-# Graph spells the device category in the singular; the portal and our API use the plural.
-_CATEGORIES: dict[str, RecommendationCategory] = {
-    "device": "Devices",
-    "devices": "Devices",
-    "data": "Data",
-    "apps": "Apps",
-    "identity": "Identity",
-    "infrastructure": "Infrastructure",
-}
-
-
-def to_improvement_action(raw: dict[str, Any]) -> ImprovementAction:
-    """Map one Graph `secureScoreControlProfile` to our model."""
-    category = raw.get("controlCategory")
-    try:
-        return ImprovementAction(
-            id=raw["id"],
-            title=raw["title"],
-            remediation=raw.get("remediation"),
-            control_category=_CATEGORIES.get(category.lower()) if isinstance(category, str) else None,
-            action_url=raw.get("actionUrl"),
-            rank=raw.get("rank"),
-            max_score=raw.get("maxScore"),
-            user_impact=raw.get("userImpact"),
-            implementation_cost=raw.get("implementationCost"),
-            tier=raw.get("tier"),
-            threats=tuple(raw.get("threats") or ()),
-            deprecated=bool(raw.get("deprecated", False)),
-        )
-    except (KeyError, TypeError, ValidationError) as exc:
-        raise UpstreamError("Microsoft Graph returned an improvement action we could not read.") from exc
-
-
-def to_control_scores(raw: dict[str, Any]) -> dict[str, float]:
-    """The points of each control (`controlName` -> `score`) in one Graph `secureScore`; a control
-    whose score is not a number is left out."""
-    try:
-        scores = [(str(item["controlName"]), item.get("score")) for item in raw.get("controlScores") or []]
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise UpstreamError("Microsoft Graph returned a Secure Score we could not read.") from exc
-    return {name: float(n) for name, n in scores if type(n) in (int, float) and math.isfinite(n)}
+READ_PERMISSION, WRITE_PERMISSION = "SecurityEvents.Read.All", "SecurityEvents.ReadWrite.All"
+# Graph refuses a PATCH without these (reference: securescorecontrolprofile-update).
+_VENDOR = {"provider": "SecureScore", "vendor": "Microsoft"}
 
 
 class GraphClient:
-    """Reads improvement actions of a customer tenant from Microsoft Graph.
+    """Reads improvement actions of a customer tenant from Microsoft Graph, and sets a control's state.
 
     Parameters
     ----------
     client_id, client_secret:
-        The multi-tenant app registration (needs `SecurityEvents.Read.All`, admin-consented per tenant).
+        The multi-tenant app registration (needs `SecurityEvents.Read.All`, admin-consented per tenant;
+        `SecurityEvents.ReadWrite.All` to update controls).
     authority_host, base_url:
         Entra (`https://login.microsoftonline.com`) and Graph (`https://graph.microsoft.com`).
     local_dev:
@@ -107,7 +85,8 @@ class GraphClient:
     ca_bundle:
         A CA file to trust besides nothing else (the local stand-ins' CA).
     max_retries, backoff, max_retry_after:
-        Retries of 429/5xx and connection errors; exponential backoff from `backoff` seconds. A
+        Retries of 429/5xx and connection errors (of a PATCH: only those that say it was not carried
+        out, see the module docstring); exponential backoff from `backoff` seconds. A
         `Retry-After` longer than `max_retry_after` is not waited for: the caller gets
         `UpstreamUnavailable` carrying it, so an HTTP request does not hang.
     max_concurrent:
@@ -152,11 +131,20 @@ class GraphClient:
         self._clock = clock
         self._max_concurrent = max_concurrent
         self._slots: dict[str, asyncio.Semaphore] = {}
-        self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
-            headers={"Accept": "application/json"},
-        )
+        self._timeout = timeout
+        self._ca_bundle = ca_bundle
+        self._http_client = http
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        # Built on first use, with no await in between, so concurrent first calls share one client.
+        if self._http_client is None:
+            self._http_client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout, connect=5.0),
+                verify=ssl.create_default_context(cafile=self._ca_bundle) if self._ca_bundle else True,
+                headers={"Accept": "application/json"},
+            )
+        return self._http_client
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> GraphClient | UnconfiguredGraph:
@@ -174,7 +162,8 @@ class GraphClient:
         )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http_client is not None:
+            await self._http_client.aclose()
 
     # --- the port -------------------------------------------------------------------------------
 
@@ -201,6 +190,26 @@ class GraphClient:
             raise UpstreamError("Microsoft Graph did not find the tenant's Secure Scores.")
         latest = body.get("value") or []  # newest first
         return to_control_scores(latest[0]) if latest else {}
+
+    async def update_control(self, tenant_id: str, control_id: str, *, comment: str, state: str) -> None:
+        """PATCH the control's state and comment (the `SecureScoreWriter` port says what it raises).
+        A device control or a state Graph does not know is refused here, before anything is sent."""
+        if len(control_id) > 200 or not _ACTION_ID.fullmatch(control_id):
+            raise BadRequest("The improvement action id is not valid.")
+        if not writable_control(control_id):
+            raise BadRequest(
+                f"Improvement action {control_id} is a device control: Microsoft Defender Vulnerability "
+                "Management manages it, and Secure Score does not accept updates of it."
+            )
+        if state not in CONTROL_STATES:
+            raise BadRequest(f"The control state must be one of {', '.join(CONTROL_STATES)}.")
+        url = f"{self._base_url}{PROFILES_PATH}/{quote(control_id, safe='')}"
+        body = {"comment": comment, "state": state, "vendorInformation": dict(_VENDOR)}
+        response = await self._authorized(tenant_id, lambda: self._send_patch(tenant_id, url, body))
+        if response.status_code == 404:
+            raise NotFound(f"Improvement action {control_id} was not found in Microsoft Secure Score.")
+        if response.status_code >= 400:
+            raise _graph_error(response, WRITE_PERMISSION)
 
     # --- Graph ----------------------------------------------------------------------------------
 
@@ -229,38 +238,72 @@ class GraphClient:
 
     async def _get(self, tenant_id: str, url: str) -> dict[str, Any] | None:
         """GET a Graph URL as the tenant: the JSON body, or None for 404."""
-        response = await self._send(tenant_id, url)
+        response = await self._authorized(tenant_id, lambda: self._send(tenant_id, url))
+        status = response.status_code
+        if status == 404:
+            return None
+        if status >= 400:
+            raise _graph_error(response, READ_PERMISSION)
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def _authorized(
+        self, tenant_id: str, send: Callable[[], Awaitable[httpx.Response]]
+    ) -> httpx.Response:
+        """`send`, and once more with a new token when Graph answers 401 (the request was refused
+        before anything was done, so this holds for a PATCH too)."""
+        response = await send()
         if response.status_code == 401:
             # Graph rejected a token msal still considers valid (expired early, revoked, or
             # signed before a key rollover): forget it and ask Entra for a new one, once.
             logger.info("Graph rejected the cached token (%s); getting a new one", _graph_code(response))
             await self._drop_token(tenant_id)
-            response = await self._send(tenant_id, url)
-        status = response.status_code
-        if status == 404:
-            return None
-        if status >= 400:
-            raise _graph_error(response)
-        body: dict[str, Any] = response.json()
-        return body
+            response = await send()
+        return response
 
     async def _send(self, tenant_id: str, url: str) -> httpx.Response:
         """One GET, retried on throttling, unavailability and transport failures."""
-
-        async def send() -> httpx.Response:
-            token = await self._token(tenant_id)  # msal's cache, or a new one after a drop
-            headers = {"Authorization": f"Bearer {token}", "client-request-id": str(uuid.uuid4())}
-            async with self._slots.setdefault(tenant_id, asyncio.Semaphore(self._max_concurrent)):
-                return await self._http.get(url, headers=headers)
-
         return await send_with_retries(
-            send,
+            lambda: self._request(tenant_id, "GET", url),
             self._retry,
             failures=(httpx.HTTPError,),
             upstream="Microsoft Graph",
             what="read Secure Score",
             clock=self._clock,
         )
+
+    async def _send_patch(self, tenant_id: str, url: str, body: dict[str, Any]) -> httpx.Response:
+        """One PATCH, sent again only while every answer says it was not carried out. A 5xx that
+        may come after the work (any but a 503 with Retry-After) ends it as well as a timeout."""
+
+        async def send() -> httpx.Response:
+            try:
+                response = await self._request(tenant_id, "PATCH", url, body)
+            except httpx.HTTPError as exc:
+                if maybe_processed(exc):
+                    raise _maybe_updated(type(exc).__name__, self._retry.unhinted_retry_after()) from exc
+                raise  # never sent: the retry loop sends it again
+            if response.status_code >= 500 and maybe_processed(response):
+                raise _maybe_updated(f"HTTP {response.status_code}", self._retry.unhinted_retry_after())
+            return response
+
+        return await send_with_retries(
+            send,
+            self._retry,
+            failures=(httpx.HTTPError,),
+            upstream="Microsoft Graph",
+            what="update a Secure Score control",
+            clock=self._clock,
+            maybe_processed=maybe_processed,
+        )
+
+    async def _request(
+        self, tenant_id: str, method: str, url: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        token = await self._token(tenant_id)  # msal's cache, or a new one after a drop
+        headers = {"Authorization": f"Bearer {token}", "client-request-id": str(uuid.uuid4())}
+        async with self._slots.setdefault(tenant_id, asyncio.Semaphore(self._max_concurrent)):
+            return await self._http.request(method, url, headers=headers, json=body)
 
     # --- tokens (msal, in graph_tokens) -------------------------------------------------------------
 
@@ -287,6 +330,9 @@ class UnconfiguredGraph:
     async def control_scores(self, tenant_id: str) -> dict[str, float]:
         raise DependencyNotConfigured(self._MESSAGE)
 
+    async def update_control(self, tenant_id: str, control_id: str, *, comment: str, state: str) -> None:
+        raise DependencyNotConfigured(self._MESSAGE)
+
     async def aclose(self) -> None:
         return None
 
@@ -299,13 +345,23 @@ def _graph_code(response: httpx.Response) -> str:
     return str(code)[:100]
 
 
-def _graph_error(response: httpx.Response) -> AppError:
+def _graph_error(response: httpx.Response, permission: str) -> AppError:
+    """The error for a Graph answer we cannot use; `permission` is the one the request needs."""
     status, code = response.status_code, _graph_code(response)
     if status == 401:
         return UpstreamError(f"Microsoft Graph rejected a freshly issued token ({code}).")
     if status == 403:
         return UpstreamError(
             "Microsoft Graph denied access to Secure Score for this tenant: an admin must grant the app "
-            f"SecurityEvents.Read.All ({code})."
+            f"{permission} ({code})."
         )
     return UpstreamError(f"Microsoft Graph answered HTTP {status} ({code}).")
+
+
+def _maybe_updated(failure: str, retry_after: int) -> UpstreamUnavailable:
+    return UpstreamUnavailable(
+        f"Microsoft Graph did not confirm the update of a Secure Score control ({failure}); it may "
+        "have been made all the same.",
+        retry_after=retry_after,
+        ambiguous=True,
+    )

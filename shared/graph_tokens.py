@@ -3,20 +3,24 @@
 The app registration is multi-tenant; each customer tenant has its own authority, so msal gets one
 `ConfidentialClientApplication` per tenant, built once (its OpenID discovery runs off the event
 loop) and kept with its token cache for the life of the worker.
+
+msal (and requests under it) is imported when the first app is built, off the event loop: most
+requests never call Graph, and a fresh worker should not pay for the import before one does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msal
-import requests
 from pydantic import SecretStr
 
 from shared.errors import BadRequest, UpstreamError, UpstreamUnavailable
 from shared.observability import register_secret
+
+if TYPE_CHECKING:
+    import requests
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 _TENANT = re.compile(r"^[0-9a-zA-Z.-]{1,100}$")
@@ -59,13 +63,15 @@ class GraphTokens:
             return app
 
     def _build_app(self, tenant_id: str) -> Any:
+        import msal
+
         options: dict[str, Any] = {}
         if self._local_dev:
             # msal validates authorities against Microsoft's instance discovery, which cannot know a
             # local stand-in. In Azure both stay at their defaults.
             options = {"validate_authority": False, "instance_discovery": False}
         if isinstance(self._verify, str):
-            options["http_client"] = _CaPinnedSession(self._verify, self._timeout)
+            options["http_client"] = _ca_pinned_session(self._verify, self._timeout)
         try:
             return msal.ConfidentialClientApplication(
                 self._client_id,
@@ -105,6 +111,8 @@ class GraphTokens:
         app = await self.app(tenant_id)
 
         def drop() -> None:
+            import msal  # loaded already: `app` was built with it
+
             cache = app.token_cache
             for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN, target=[GRAPH_SCOPE])):
                 cache.remove_at(item)
@@ -112,20 +120,19 @@ class GraphTokens:
         await asyncio.to_thread(drop)
 
 
-class _CaPinnedSession(requests.Session):
+def _ca_pinned_session(ca_bundle: str, timeout: float) -> requests.Session:
     """msal's HTTP client when a CA bundle is configured.
 
     msal's own `verify=` sets `Session.verify`, which requests silently overrides with the
     REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE environment variables (psf/requests#3829); many machines set
     those, so the local CA would be ignored. A per-request `verify` wins over the environment.
     """
+    import requests
 
-    def __init__(self, ca_bundle: str, timeout: float) -> None:
-        super().__init__()
-        self._ca_bundle = ca_bundle
-        self._timeout = timeout
+    class CaPinnedSession(requests.Session):
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            kwargs.setdefault("verify", ca_bundle)
+            kwargs.setdefault("timeout", timeout)
+            return super().request(method, url, *args, **kwargs)
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        kwargs.setdefault("verify", self._ca_bundle)
-        kwargs.setdefault("timeout", self._timeout)
-        return super().request(method, url, *args, **kwargs)
+    return CaPinnedSession()

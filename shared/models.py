@@ -25,6 +25,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from shared.sync_models import ListedRow
+
 
 class ApiModel(BaseModel):
     """Base of every request and response body: camelCase JSON, unknown fields rejected."""
@@ -65,6 +67,9 @@ class ImprovementAction(ApiModel):
     tier: str | None = None
     threats: tuple[str, ...] = ()
     deprecated: bool = False
+    # The newest `controlStateUpdates` entry's state (`shared.secure_score.CONTROL_STATES`) and comment.
+    control_state: str | None = None
+    control_state_comment: str | None = None
 
 
 # --- Stored records (Table Storage) -----------------------------------------------------------------
@@ -375,6 +380,7 @@ class SyncRequest(ApiModel):
     tenant_id: str = Field(min_length=1, max_length=100, pattern=r"^[0-9A-Za-z-]+$")
     reason: SyncReason
     requested_at: AwareDatetime
+    row: ListedRow | None = None  # the timer's: the row as it listed it (other senders: none)
 
 
 SYNC_STATUS_URL = "/api/provisioning"

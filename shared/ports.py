@@ -41,6 +41,12 @@ class ConnectionStore(Protocol):
 
     async def get(self, tenant_id: str) -> Connection | None: ...
 
+    async def recent(self, tenant_id: str) -> Connection | None:
+        """The row as this process last read or wrote it, if that was within a few seconds
+        (`stores.connections.CONNECTION_CACHE_TTL_S`); else read. A write through this store is
+        seen at once; one by another process within that bound."""
+        ...
+
     async def put(self, connection: Connection) -> Connection:
         """Write unconditionally (a new configuration replaces the old one)."""
         ...
@@ -103,11 +109,22 @@ class TicketStore(Protocol):
 
     async def count_by_state(self, tenant_id: str) -> dict[tuple[str, str], int]: ...
 
-    async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]: ...
+    async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
+        """Every ticket of the tenant by id, only the columns the sync compares (one partition query)."""
+        ...
 
     async def apply_state_changes(
         self, tenant_id: str, changes: Sequence[TicketStateChange]
-    ) -> StateChangeResult: ...
+    ) -> StateChangeResult:
+        """Merge new states into existing rows, 100 per transaction; a missing row is skipped and
+        reported, never made."""
+        ...
+
+    async def merge_states(self, tenant_id: str, changes: Sequence[TicketStateChange]) -> str | None:
+        """Merge at most 100 new states in one transaction, all or nothing, into rows that exist
+        (never making one), without reading them. None once written; the id of a row that does not
+        exist when that failed the transaction (nothing is written then)."""
+        ...
 
     async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int: ...
 
@@ -135,15 +152,14 @@ class IdempotencyClaims(Protocol):
         ...
 
     async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
-        """Delete claims completed before `before` (never one in progress), at most `limit`;
-        returns how many."""
+        """Delete claims made before `before`, at most `limit`; returns how many."""
         ...
 
     async def stale_in_progress(
         self, *, written_before: datetime, created_after: datetime, limit: int
     ) -> list[IdempotencyRecord]:
-        """Claims in progress, made after `created_after`, last written before `written_before`
-        (at most `limit`)."""
+        """Deferred claims in progress, made after `created_after`, last written before
+        `written_before` (at most `limit`)."""
         ...
 
 
@@ -317,4 +333,19 @@ class ImprovementActions(Protocol):
     async def control_scores(self, tenant_id: str) -> dict[str, float]:
         """The points of each control (by name, an action's id) in the tenant's latest Secure Score;
         {} when it has none yet. DependencyNotConfigured without Graph."""
+        ...
+
+
+class SecureScoreWriter(Protocol):
+    """Sets the state of a tenant's Secure Score control (`secureScoreControlProfiles` PATCH)."""
+
+    async def update_control(self, tenant_id: str, control_id: str, *, comment: str, state: str) -> None:
+        """Set the control's `state` (`Default`, `Ignored`, `ThirdParty`, `Reviewed`) and `comment`.
+        Each call appends an entry to the control's history, so call it only when the state differs.
+
+        BadRequest before sending for a device control (`shared.secure_score.writable_control`)
+        or another state; NotFound for an unknown control; UpstreamUnavailable when Graph throttled
+        or did not answer (`retry_after`; `ambiguous` when the update may have landed all the same);
+        UpstreamError when the app lacks SecurityEvents.ReadWrite.All; DependencyNotConfigured
+        without Graph."""
         ...

@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, fie
 from pydantic.alias_generators import to_pascal
 
 from shared.errors import ConnectionNotReady, ReauthorizationRequired
+from shared.remediation import RemediationStatus
 from shared.models import (
     ConnectionStatus,
     RecommendationCategory,
@@ -116,6 +117,12 @@ class Connection(StoredRecord):
     # ServiceNow asked us (Retry-After) to stay away until then: the timer does not queue the tenant
     # and the worker drops its messages until that time.
     sync_not_before: AwareDatetime | None = None
+    # Secure Score: whether tickets' states are written back to their controls (off unless the
+    # admin turns it on; needs SecurityEvents.ReadWrite.All), when the daily check last ran, and
+    # until when Graph asked (429, Retry-After) to be left alone for this tenant.
+    secure_score_write_back: bool = False
+    remediation_checked_at: AwareDatetime | None = None
+    graph_not_before: AwareDatetime | None = None
     updated_at: AwareDatetime
 
     @property
@@ -207,6 +214,23 @@ class Ticket(StoredRecord):
     # have none, and are records ServiceNow made: `created`.
     status: TicketStatus = "created"
     failure_reason: str | None = None  # why a `failed` ticket was not made, in words
+    # The daily Secure Score check of the ticket's improvement action (`remediation.py`); None
+    # before the first check. `closed_at`: when the check first saw the ticket closed (the state
+    # change's time as the sync stored it), None while it is open.
+    remediation_status: RemediationStatus | None = None
+    remediation_score: float | None = None
+    remediation_max_score: float | None = None
+    remediation_checked_at: AwareDatetime | None = None
+    remediation_completed_at: AwareDatetime | None = None
+    closed_at: AwareDatetime | None = None
+    closed_without_remediation: bool = False
+    remediated_while_open: bool = False
+    regressed: bool = False
+    # Write-back to Secure Score: the comment last written on the control, when, and the last
+    # error (kept until a write-back succeeds; the next check tries again).
+    write_back_comment: str | None = None
+    write_back_at: AwareDatetime | None = None
+    write_back_error: str | None = None
 
 
 class IdempotencyRecord(StoredRecord):
@@ -215,11 +239,15 @@ class IdempotencyRecord(StoredRecord):
     The ticket id is chosen before ServiceNow is called, so whoever finishes an interrupted create
     can find the record by `correlation_id`. `lease_until` says until when the current attempt
     owns the create; None or past means whoever holds the same request may take it over.
-    `posted_at` is when the latest create that ServiceNow may have carried out was sent: written
-    (with the lease) immediately before every POST, put back when ServiceNow certainly did not
-    process that one. Until it is older than the settle window no new create is sent, and a
-    claim that has one is never released (its record may exist). A completed claim is kept for
-    `TicketingPolicy.claim_retention` after `completed_at`, then deleted: the key is new again.
+    `posted_at` is when the latest create that ServiceNow may have carried out was sent, or may
+    yet be sent: a new claim is written with it (its holder posts within
+    `TicketingPolicy.post_grace`, so it needs no second write before its POST); any later POST
+    writes it (with the lease) immediately before leaving; it is put back when ServiceNow
+    certainly did not process that one. Until it is older than the settle window no other request
+    sends a create. `deferred`: the create did not end in its request (the claim was kept after a
+    failure, or the ticket went `creating`): the timer's sweep watches such claims for lost
+    `ticket-creates` messages until they are completed. A claim is the ticket's until
+    `TicketingPolicy.claim_retention` after `created_at`, then deleted: the key is new again.
     """
 
     tenant_id: str
@@ -233,6 +261,7 @@ class IdempotencyRecord(StoredRecord):
     lease_until: AwareDatetime | None = None
     posted_at: AwareDatetime | None = None
     completed_at: AwareDatetime | None = None
+    deferred: bool = False
 
 
 @dataclass(frozen=True)

@@ -58,3 +58,23 @@ def labels_from_choices(rows: list[dict[str, str]]) -> StateLabels:
         if table in TICKET_TABLES and code and label:
             labels.setdefault(table, {})[code] = label
     return labels
+
+
+# The codes of the out-of-the-box states in which a ticket's work is over (resolved, closed,
+# cancelled); an instance's own states are told by their label (`closed_state`).
+CLOSED_STATE_CODES = MappingProxyType(
+    {INCIDENT: frozenset({"6", "7", "8"}), CHANGE_REQUEST: frozenset({"3", "4"})}
+)
+_CLOSED_LABEL_WORDS = ("resolved", "closed", "cancelled", "canceled", "complete")
+
+
+def closed_state(table: str, code: str, labels: StateLabels | None = None) -> bool:
+    """Whether the ticket's work is over in state `code`: an out-of-the-box resolved, closed or
+    cancelled state, or a state the instance added whose label says so (`labels`: the instance's
+    `sys_choice` labels). A tenant's custom display names do not change what a state means."""
+    if code in CLOSED_STATE_CODES.get(table, frozenset()):
+        return True
+    if code in DEFAULT_STATE_LABELS.get(table, {}):
+        return False
+    label = (labels or {}).get(table, {}).get(code, "").lower()
+    return any(word in label for word in _CLOSED_LABEL_WORDS)

@@ -1,8 +1,10 @@
-"""The Graph half of the stand-in: Secure Score control profiles and scores (see `server.py`)."""
+"""The Graph half of the stand-in: Secure Score control profiles (read and PATCH) and scores (see
+`server.py`)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -11,6 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
+from localdev.entra.profile_updates import (
+    device_control_refusal,
+    graph_timestamp,
+    next_update,
+    prefers_representation,
+    refusal,
+)
 from localdev.entra.secure_score import HISTORY_DAYS, secure_scores
 from localdev.entra.state import (
     CONCURRENCY_LIMIT,
@@ -64,18 +73,15 @@ class GraphApi:
             )
         return token
 
-    def _fault(self, request: web.Request) -> web.Response | None:
-        if not self.state.faults:
+    def _fault(self, request: web.Request, kind: str, tenant_id: str) -> web.Response | None:
+        fault = self.state.take_fault(kind, tenant_id)
+        if fault is None:
             return None
-        fault = self.state.faults.popleft()
         headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
         if fault.status == 429:
             message = "Too many requests. Please try again later."
             return _graph_error(request, 429, "TooManyRequests", message, headers)
         return _graph_error(request, fault.status, "ServiceNotAvailable", "Service unavailable.", headers)
-
-    def _shape(self, action: dict[str, Any], tenant_id: str) -> dict[str, Any]:
-        return {**action, "azureTenantId": tenant_id}
 
     def route(self, kind: str, handler: GraphHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
         """A Graph handler behind the token check, the injected faults and the concurrency limit."""
@@ -87,7 +93,7 @@ class GraphApi:
                 return token
             tenant = token.tenant_id
             self.state.tenant_counts[(tenant, kind)] += 1
-            if (fault := self._fault(request)) is not None:
+            if (fault := self._fault(request, kind, tenant)) is not None:
                 return fault
             if self.state.in_flight[tenant] >= CONCURRENCY_LIMIT:
                 self.state.counts["graph_concurrency_throttled"] += 1
@@ -121,7 +127,7 @@ class GraphApi:
         page = self.state.actions[skip : skip + top]
         body: dict[str, Any] = {
             "@odata.context": f"{base}/v1.0/$metadata#security/secureScoreControlProfiles",
-            "value": [self._shape(a, token.tenant_id) for a in page],
+            "value": [self.state.profile(token.tenant_id, a) for a in page],
         }
         if skip + top < len(self.state.actions):
             body["@odata.nextLink"] = (
@@ -131,15 +137,54 @@ class GraphApi:
 
     async def get_profile(self, request: web.Request, token: IssuedToken) -> web.Response:
         profile_id = request.match_info["id"]
-        action = next((a for a in self.state.actions if a["id"] == profile_id), None)
+        action = self.state.action(profile_id)
         if action is None:
             return _graph_error(request, 404, "ResourceNotFound", f"Resource not found: {profile_id[:200]}")
-        base = base_url(request)
-        return web.json_response(
+        return web.json_response(self._entity(request, self.state.profile(token.tenant_id, action)))
+
+    def _entity(self, request: web.Request, profile: dict[str, Any]) -> dict[str, Any]:
+        context = f"{base_url(request)}/v1.0/$metadata#security/secureScoreControlProfiles/$entity"
+        return {"@odata.context": context, **profile}
+
+    async def update_profile(self, request: web.Request, token: IssuedToken) -> web.Response:
+        """PATCH: validated as Graph does (`profile_updates.py`); each accepted one appends a
+        `controlStateUpdates` entry to the tenant's copy, by the calling app."""
+        profile_id, tenant = request.match_info["id"], token.tenant_id
+        raw = await request.text()
+        try:
+            body: object = json.loads(raw)
+        except ValueError:
+            body = None
+        answer = self._patch_answer(request, profile_id, tenant, body, token.client_id)
+        self.state.patches.append(
             {
-                "@odata.context": f"{base}/v1.0/$metadata#security/secureScoreControlProfiles/$entity",
-                **self._shape(action, token.tenant_id),
+                "tenantId": tenant,
+                "controlId": profile_id,
+                "body": body,
+                "status": answer.status,
+                "receivedAt": graph_timestamp(datetime.now(UTC)),
             }
+        )
+        return answer
+
+    def _patch_answer(
+        self, request: web.Request, profile_id: str, tenant: str, body: object, client_id: str
+    ) -> web.Response:
+        reason = refusal(body) or device_control_refusal(profile_id)
+        if reason is not None:
+            return _graph_error(request, 400, "BadRequest", reason)
+        action = self.state.action(profile_id)
+        if action is None:
+            return _graph_error(request, 404, "ResourceNotFound", f"Resource not found: {profile_id[:200]}")
+        assert isinstance(body, dict)  # refusal() let only an object through
+        latest = self.state.latest_update(tenant, action)
+        update = next_update(latest, body, client_id, datetime.now(UTC))
+        self.state.append_update(tenant, profile_id, update)
+        if not prefers_representation(request.headers.get("Prefer", "")):
+            return web.Response(status=204)
+        return web.json_response(
+            self._entity(request, self.state.profile(tenant, action)),
+            headers={"Preference-Applied": "return=representation"},
         )
 
     async def list_scores(self, request: web.Request, token: IssuedToken) -> web.Response:
@@ -150,7 +195,7 @@ class GraphApi:
         if not 1 <= top <= MAX_PAGE_SIZE:
             return _graph_error(request, 400, "BadRequest", f"$top must be between 1 and {MAX_PAGE_SIZE}.")
         tenant = token.tenant_id
-        scores = secure_scores(tenant, self.state.actions, self.state.points_of(tenant))
+        scores = secure_scores(tenant, self.state.profiles(tenant), self.state.points_of(tenant))
         return web.json_response(
             {
                 "@odata.context": f"{base_url(request)}/v1.0/$metadata#security/secureScores",

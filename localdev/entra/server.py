@@ -4,14 +4,18 @@ Entra: `GET /{tenant}/v2.0/.well-known/openid-configuration` and `POST /{tenant}
 (client credentials), which is all `msal.ConfidentialClientApplication` asks for once instance
 discovery is off. Graph: `GET /v1.0/security/secureScoreControlProfiles[/{id}]` with `$top`/`$skip`
 and `@odata.nextLink` paging (pages of at most `page_size`, 10 unless set, per tenant or for all),
-and `GET /v1.0/security/secureScores` (`secure_score.py`), answering only to bearer tokens this
+`PATCH /v1.0/security/secureScoreControlProfiles/{id}` (a control's state, validated as Graph does
+and appended to the tenant's `controlStateUpdates`: `profile_updates.py`), and
+`GET /v1.0/security/secureScores` (`secure_score.py`), answering only to bearer tokens this
 stand-in issued and has not expired, with Graph's error envelope. Like Graph, it allows 4 requests
 in flight per tenant and answers a fifth 429 (`Retry-After: 1`). The sample improvement actions
-are `improvement_actions.json`.
+are `improvement_actions.json`; each tenant's state updates and deprecations are its own.
 
-Tests drive it through `/__entra/` (expire tokens, inject faults, request counts, set a control's
-score, page size, latency, reset). The Graph half is `graph.py`, the control API `control.py`, what
-both change `state.py`.
+Tests drive it through `/__entra/` (`control.py` lists each): expire tokens, inject faults (by
+route kind and tenant if wanted), request counts, the PATCH requests received, set a control's
+score, set a control's state as an admin would in the portal, deprecate a control, page size,
+latency, reset. The Graph half is `graph.py`, the control API `control.py`, what both change
+`state.py`.
 """
 
 from __future__ import annotations
@@ -159,6 +163,9 @@ def build_app(state: EntraState | None = None) -> web.Application:
     app.router.add_get(
         "/v1.0/security/secureScoreControlProfiles/{id}", graph.route("graph_get", graph.get_profile)
     )
+    app.router.add_patch(
+        "/v1.0/security/secureScoreControlProfiles/{id}", graph.route("graph_patch", graph.update_profile)
+    )
     app.router.add_get("/v1.0/security/secureScores", graph.route("graph_scores", graph.list_scores))
     app.router.add_get("/__entra/requests", control.requests)
     app.router.add_post("/__entra/expire-tokens", control.expire_tokens)
@@ -166,6 +173,9 @@ def build_app(state: EntraState | None = None) -> web.Application:
     app.router.add_post("/__entra/clients", control.clients)
     app.router.add_post("/__entra/reset", control.reset)
     app.router.add_put("/__entra/secure-scores/{tenant}/controls/{control}", control.set_score)
+    app.router.add_put("/__entra/control-states/{tenant}/{control}", control.set_control_state)
+    app.router.add_put("/__entra/deprecations/{tenant}/{control}", control.set_deprecated)
+    app.router.add_get("/__entra/patches", control.patches)
     app.router.add_post("/__entra/page-size", control.page_size)
     app.router.add_post("/__entra/latency", control.latency)
     return app

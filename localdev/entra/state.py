@@ -1,5 +1,6 @@
 """The Entra + Graph stand-in's state: registered clients, issued tokens, the sample improvement
-actions, Secure Score points, injected faults, request counts and settings."""
+actions, each tenant's control states and Secure Score points, injected faults, the PATCH requests
+received, request counts and settings."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ MAX_PAGE_SIZE = 200
 CONCURRENCY_LIMIT = 4  # Graph's Secure Score requests in flight per app and tenant
 DATA_FILE = Path(__file__).with_name("improvement_actions.json")
 TENANT = re.compile(r"^[0-9a-zA-Z.-]{1,100}$")
+ControlKey = tuple[str, str]  # tenant, control profile id
 
 
 @dataclass
@@ -33,8 +35,16 @@ class IssuedToken:
 
 @dataclass
 class GraphFault:
+    """One injected Graph answer; `kind` (a route kind, e.g. `graph_patch`) and `tenant_id` narrow
+    which request receives it (None: any)."""
+
     status: int
     retry_after: float | None
+    kind: str | None = None
+    tenant_id: str | None = None
+
+    def matches(self, kind: str, tenant_id: str) -> bool:
+        return self.kind in (None, kind) and self.tenant_id in (None, tenant_id)
 
 
 @dataclass
@@ -43,6 +53,10 @@ class EntraState:
 
     `tenant_counts` counts Graph requests by (tenant, kind); `in_flight` and `max_in_flight` the
     Graph requests of each tenant being served at once (with `latency_s` they overlap).
+
+    The sample profiles are shared; what a tenant changes of them is its own: `state_updates`
+    (appended after the profile's own `controlStateUpdates`, by PATCH or the control API) and
+    `deprecations`. `patches` records every PATCH that reached the handler, in order.
     """
 
     clients: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_CLIENTS))
@@ -57,6 +71,9 @@ class EntraState:
     tenant_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     in_flight: Counter[str] = field(default_factory=Counter)
     max_in_flight: Counter[str] = field(default_factory=Counter)
+    state_updates: dict[ControlKey, list[dict[str, Any]]] = field(default_factory=dict)
+    deprecations: dict[ControlKey, bool] = field(default_factory=dict)
+    patches: list[dict[str, Any]] = field(default_factory=list)
 
     def reset(self) -> None:
         self.tokens.clear()
@@ -66,6 +83,42 @@ class EntraState:
         self.page_size, self.latency_s = DEFAULT_PAGE_SIZE, 0.0
         for table in (self.page_sizes, self.points, self.tenant_counts, self.max_in_flight):
             table.clear()
+        self.state_updates.clear()
+        self.deprecations.clear()
+        self.patches.clear()
+
+    def take_fault(self, kind: str, tenant_id: str) -> GraphFault | None:
+        """The oldest injected fault meant for this request, removed; None when there is none."""
+        fault = next((f for f in self.faults if f.matches(kind, tenant_id)), None)
+        if fault is not None:
+            self.faults.remove(fault)
+        return fault
+
+    def action(self, control_id: str) -> dict[str, Any] | None:
+        return next((a for a in self.actions if a["id"] == control_id), None)
+
+    def profile(self, tenant_id: str, action: dict[str, Any]) -> dict[str, Any]:
+        """The tenant's copy of a sample profile: its state updates (oldest first) and deprecation."""
+        key = (tenant_id, action["id"])
+        return {
+            **action,
+            "azureTenantId": tenant_id,
+            "deprecated": self.deprecations.get(key, bool(action.get("deprecated"))),
+            "controlStateUpdates": [
+                *(action.get("controlStateUpdates") or []),
+                *self.state_updates.get(key, []),
+            ],
+        }
+
+    def profiles(self, tenant_id: str) -> list[dict[str, Any]]:
+        return [self.profile(tenant_id, action) for action in self.actions]
+
+    def latest_update(self, tenant_id: str, action: dict[str, Any]) -> dict[str, Any] | None:
+        updates = self.profile(tenant_id, action)["controlStateUpdates"]
+        return updates[-1] if updates else None
+
+    def append_update(self, tenant_id: str, control_id: str, update: dict[str, Any]) -> None:
+        self.state_updates.setdefault((tenant_id, control_id), []).append(update)
 
     def points_of(self, tenant_id: str) -> dict[str, float]:
         """The tenant's current points per control (the defaults until a test sets one)."""

@@ -7,6 +7,13 @@ at its next write. `posted_at` is when the latest create that ServiceNow may hav
 sent; until it is older than the settle window no other create may go, and the claim keeps its
 lease that long after a failure (`ticket_creation` tells the whole protocol).
 
+A new claim is written with `posted_at` = now and the whole lease, as if its POST left at once.
+Its holder's POST within `post_grace` is covered by that write and needs no other: a warm create
+writes the claim once and the ticket row once. Other requests see a `posted_at` no later than
+that POST, and cannot take the claim over before its lease ends, 90 s after the claim: past
+the POST's end (ServiceNow cancels a transaction after 60 s). A later POST (a slow token, a
+retry) renews the lease and `posted_at` first, as a takeover's always does.
+
 A claim whose ticket row is `creating` (answered 202; ServiceNow has not confirmed the record) is
 finished by whoever takes its lease over next: the `ticket-creates` worker, or a repeat of the key
 that comes after the lease ran out. While the lease is held, a repeat gets the row as it is.
@@ -71,11 +78,18 @@ class HeldClaim:
     moves with every write), and what this request knows about the creates sent for it."""
 
     def __init__(
-        self, claim: IdempotencyRecord, *, store: IdempotencyClaims, policy: TicketingPolicy, clock: Clock
+        self,
+        claim: IdempotencyRecord,
+        *,
+        store: IdempotencyClaims,
+        policy: TicketingPolicy,
+        clock: Clock,
+        new: bool = False,
     ) -> None:
         self.claim = claim
         # When the latest create that ServiceNow may have carried out was sent; None: there is none.
-        self.maybe_made: datetime | None = claim.posted_at
+        # A new claim's `posted_at` only reserves the POST to come: nothing was sent yet.
+        self.maybe_made: datetime | None = None if new else claim.posted_at
         # When the POST now on the wire left (set once its lease renewal is written).
         self.sending: datetime | None = None
         # ServiceNow refused the create itself (not a lookup).
@@ -92,12 +106,16 @@ class HeldClaim:
         return self.sending is not None or self.maybe_made is not None
 
     async def before_post(self) -> None:
-        """Renew the lease and note the POST, immediately before it leaves (the token is at hand).
+        """Renew the lease and note the POST, immediately before it leaves (the token is at hand);
+        nothing to write when the claim's last write already covers a POST now.
 
         Raises:
             IdempotencyKeyInProgress: another request took the claim over; nothing is sent.
         """
         now = self._clock.now()
+        if self._covers_post(now):
+            self.sending = now
+            return
         update = {"lease_until": now + self._policy.lease, "posted_at": now}
         try:
             self.claim = await self._store.replace(self.claim.model_copy(update=update))
@@ -105,6 +123,18 @@ class HeldClaim:
             # Another request took over this key (our lease had run out): it owns the create now.
             raise IdempotencyKeyInProgress() from exc
         self.sending = now
+
+    def _covers_post(self, now: datetime) -> bool:
+        """The claim as last written says a POST may leave until `posted_at` + `post_grace`, and
+        holds the lease for long after: nobody can take it over while this POST is out."""
+        posted, lease = self.claim.posted_at, self.claim.lease_until
+        grace = self._policy.post_grace
+        return (
+            posted is not None
+            and lease is not None
+            and now <= posted + grace
+            and lease >= now + self._policy.lease - grace
+        )
 
     def post_refused(self) -> None:
         """ServiceNow refused the create itself: it made nothing."""
@@ -145,7 +175,7 @@ class HeldClaim:
             settles = self.maybe_made + self._policy.settle_window
             if settles <= self._clock.now():
                 settles = None
-        update = {"lease_until": settles, "posted_at": self.maybe_made}
+        update = {"lease_until": settles, "posted_at": self.maybe_made, "deferred": True}
         kept = await _quietly(self._store.replace(self.claim.model_copy(update=update)))
         if isinstance(kept, IdempotencyRecord):
             self.claim = kept
@@ -195,11 +225,13 @@ class ClaimKeeper:
             created_by_name=caller.name,
             created_at=now,
             lease_until=now + self._policy.lease,
+            posted_at=now,  # the POST to come, within `post_grace` (module docstring)
         )
         try:
-            return self._held(await self._claims.claim(record))
+            stored = await self._claims.claim(record)
         except PreconditionFailed:
             return None
+        return HeldClaim(stored, store=self._claims, policy=self._policy, clock=self._clock, new=True)
 
     async def await_or_take_over(
         self, claim: IdempotencyRecord, prepare: Callable[[Ticket | None], Awaitable[None]]
@@ -218,9 +250,7 @@ class ClaimKeeper:
         while current is not None:
             ticket = await self._tickets.get(current.tenant_id, current.ticket_id)
             if ticket is not None and ticket.status != "creating":
-                if current.status != "completed":  # the claimant stored the ticket, then stopped
-                    await self.mark_completed(current)
-                return ticket
+                return ticket  # the row is the create's end: a claim stays in progress without harm
             if current.status == "in_progress" and _lease_free(current, self._clock.now()):
                 await prepare(ticket)
             taken = await self.take_over(current)

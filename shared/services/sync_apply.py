@@ -1,20 +1,24 @@
-"""What the sync writes to our rows: new ticket states, tickets whose record was deleted in
-ServiceNow (the reconciliation), and the instance's own state labels (policy: `syncing.py`)."""
+"""What the daily reconciliation does besides the listing: finds the tickets whose record was
+deleted in ServiceNow, and reads the instance's own state labels; and the ticket index a run reads
+when it compares records with our rows (policy: `syncing.py`; the state writes: `sync_rows.py`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from shared.clock import Clock
 from shared.errors import AppError
 from shared.ports import ServiceNowRecords, TicketStore
-from shared.records import TICKET_ID, Connection, TicketStateChange, TicketSyncEntry
-from shared.services.sync_marks import Record, parse_glide
+from shared.records import Connection, TicketSyncEntry
+from shared.services.sync_marks import Record
 from shared.services.sync_pull import FIELDS
 from shared.ticket_states import TICKET_TABLES, StateLabels, labels_from_choices
+
+if TYPE_CHECKING:
+    from shared.services.sync_rows import RowWriter
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +27,15 @@ Index = dict[str, TicketSyncEntry]  # our tickets by id
 
 
 class LazyIndex:
-    """Our ticket rows are read once per sync, and only if ServiceNow reported something to compare."""
+    """Our ticket rows are read at most once per sync, and only when a run compares records with them."""
 
     def __init__(self, load: Callable[[], Awaitable[Index]]) -> None:
         self._load = load
         self._index: Index | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
 
     async def get(self) -> Index:
         if self._index is None:
@@ -35,7 +43,7 @@ class LazyIndex:
         return self._index
 
 
-class StateWriter:
+class Reconciler:
     def __init__(
         self, *, tickets: TicketStore, records: ServiceNowRecords, deletion_grace: timedelta, clock: Clock
     ) -> None:
@@ -44,48 +52,24 @@ class StateWriter:
         self._deletion_grace = deletion_grace
         self._clock = clock
 
-    async def apply(self, tenant_id: str, table: str, records: list[Record], index: Index) -> int:
-        """Write the states of `records` that differ from our rows (and note them in `index`)."""
-        changes = self._changes(table, records, index)
-        if not changes:
-            return 0
-        result = await self._tickets.apply_state_changes(tenant_id, changes)
-        if result.missing:
-            logger.info("%d ticket row(s) vanished while syncing %s", len(result.missing), table)
-        return result.applied
-
-    def _changes(self, table: str, records: list[Record], index: Index) -> list[TicketStateChange]:
-        changes: dict[str, TicketStateChange] = {}
-        for record in records:
-            ticket_id = str(record.get("correlation_id", ""))
-            entry = index.get(ticket_id) if TICKET_ID.match(ticket_id) else None
-            if entry is None or entry.type != table or entry.sys_id != record.get("sys_id"):
-                continue  # not one of this tenant's tickets (another tenant may share the instance)
-            state = str(record.get("state", ""))
-            if state == entry.state:
-                continue  # something other than the state changed (a work note, say)
-            updated = str(record.get("sys_updated_on", ""))
-            changes[ticket_id] = TicketStateChange(
-                ticket_id=ticket_id,
-                state=state,
-                state_updated_at=parse_glide(updated) or self._clock.now(),
-                servicenow_updated_on=updated or None,
-            )
-            index[ticket_id] = replace(entry, state=state)
-        return list(changes.values())
-
     async def reconcile(
-        self, connection: Connection, table: str, listed: set[str], index: LazyIndex, started: datetime
+        self,
+        connection: Connection,
+        table: str,
+        listed: set[str],
+        index: LazyIndex,
+        rows: RowWriter,
+        started: datetime,
     ) -> int:
         """Mark our tickets whose record is gone; a record merely missing from the listing is kept
-        (and its state repaired). `listed`: the sys_ids of the full listing. The number marked."""
+        (and its state repaired, through `rows`). `listed`: the sys_ids of the full listing. The
+        number marked."""
         entries = await index.get()
         suspects = _suspects(entries, table, listed, started - self._deletion_grace)
         if not suspects:
             return 0
         still_there = await self._look_up(connection, table, sorted(suspects))
-        if still_there:
-            await self.apply(connection.tenant_id, table, still_there, entries)
+        await rows.add(table, still_there)
         present = {str(record.get("sys_id", "")) for record in still_there}
         gone = [entry.ticket_id for sys_id, entry in sorted(suspects.items()) if sys_id not in present]
         if gone:

@@ -29,4 +29,8 @@ class SyncConfig:
     # The timer deletes OAuth states that expired this long ago, at most `state_purge_limit` a run.
     state_retention: timedelta = timedelta(days=1)
     state_purge_limit: int = 1000
+    # The timer's fan-out sends nothing after this, and cuts a send still out then, so a queue
+    # outage (each send held by the SDK's own retries) cannot hold the run into the next period;
+    # the next run queues whom this one could not. Below the timer's period (5 minutes).
+    fanout_deadline: timedelta = timedelta(minutes=4)
     tables: tuple[str, ...] = TICKET_TABLES

@@ -21,6 +21,7 @@ from shared.models import ConnectionStatus, SyncQueued, SyncReason, SyncRequest
 from shared.ports import ConnectionStore, IdempotencyClaims, MessageQueue, OAuthStateStore
 from shared.records import usable_connection
 from shared.services.sync_config import SyncConfig
+from shared.services.sync_lease import listed_row
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +33,16 @@ SEND_BACKOFF_S = 0.5
 
 
 async def send_request(queue: MessageQueue, request: SyncRequest, *, delay_s: int = 0) -> None:
-    await queue.send(request.model_dump_json(by_alias=True), delay_s=delay_s)
+    await queue.send(request.model_dump_json(by_alias=True, exclude_none=True), delay_s=delay_s)
 
 
 async def purge_expired_claims(claims: IdempotencyClaims, *, before: datetime, limit: int) -> int:
-    """Delete idempotency claims completed before `before` (at most `limit`; never one in
-    progress); never raises. Housekeeping on the timer, beside the OAuth states."""
+    """Delete idempotency claims made before `before` (at most `limit`); never raises.
+    Housekeeping on the timer, beside the OAuth states."""
     return await _purge(
         claims.delete_expired(before, limit=limit),
         what="idempotency claims",
-        done="idempotency claim(s) completed",
+        done="idempotency claim(s) made",
         before=before,
         limit=limit,
     )
@@ -71,6 +72,7 @@ class _Tally:
     retried: int = 0  # sends that failed and went out again
     deferred: int = 0  # ServiceNow asked us (Retry-After) to leave the tenant alone for now
     failed: list[str] = field(default_factory=list)  # tenants whose every attempt failed
+    late: int = 0  # tenants not sent: the run's deadline had passed
 
 
 class SyncFanout:
@@ -97,12 +99,16 @@ class SyncFanout:
         a failed send is retried (`SEND_ATTEMPTS`, backing off), a tenant still not queued is logged
         by id, the tenants after it are still sent, and the run then raises `SyncEnqueueFailed` so
         the invocation shows as failed. `ENQUEUE_CONCURRENCY` senders take tenants from the listing
-        as its pages arrive, so listing and sending overlap.
+        as its pages arrive, so listing and sending overlap. Nothing is sent after
+        `SyncConfig.fanout_deadline`: the tenants left are counted, and the next run queues them.
         """
         requested_at = self._clock.now()
         tally = _Tally()
+        deadline = requested_at + self._config.fanout_deadline
         pending: asyncio.Queue[SyncRequest | None] = asyncio.Queue(maxsize=ENQUEUE_CONCURRENCY)
-        senders = [asyncio.create_task(self._sender(pending, tally)) for _ in range(ENQUEUE_CONCURRENCY)]
+        senders = [
+            asyncio.create_task(self._sender(pending, tally, deadline)) for _ in range(ENQUEUE_CONCURRENCY)
+        ]
         listing_error: Exception | None = None
         try:
             await self._list_due(pending, tally, reason, requested_at)
@@ -118,11 +124,13 @@ class SyncFanout:
         self._report(tally, reason)
         if listing_error is not None:
             raise listing_error
-        if tally.failed:
-            total = tally.queued + len(tally.failed)
+        if tally.failed or tally.late:
+            total = tally.queued + len(tally.failed) + tally.late
+            named = f" (tenants {', '.join(tally.failed[:5])}{', ...' if len(tally.failed) > 5 else ''})"
             raise SyncEnqueueFailed(
-                f"{len(tally.failed)} of {total} sync messages could not be queued "
-                f"(tenants {', '.join(tally.failed[:5])}{', ...' if len(tally.failed) > 5 else ''})."
+                f"{len(tally.failed) + tally.late} of {total} sync messages could not be queued"
+                f"{named if tally.failed else ''}"
+                f"{f'; {tally.late} not tried before the run deadline' if tally.late else ''}."
             )
         return tally.queued
 
@@ -137,27 +145,43 @@ class SyncFanout:
             if connection.sync_not_before is not None and connection.sync_not_before > requested_at:
                 tally.deferred += 1
                 continue
-            request = SyncRequest(tenant_id=connection.tenant_id, reason=reason, requested_at=requested_at)
+            # The row goes with the message: the worker takes its lease without reading it first.
+            request = SyncRequest(
+                tenant_id=connection.tenant_id,
+                reason=reason,
+                requested_at=requested_at,
+                row=listed_row(connection),
+            )
             await pending.put(request)
 
-    async def _sender(self, pending: asyncio.Queue[SyncRequest | None], tally: _Tally) -> None:
+    async def _sender(
+        self, pending: asyncio.Queue[SyncRequest | None], tally: _Tally, deadline: datetime
+    ) -> None:
         while (request := await pending.get()) is not None:
-            if await self._send_with_retries(request, tally):
+            if self._clock.now() >= deadline:
+                tally.late += 1  # the listing goes on; nothing more is sent
+            elif await self._send_with_retries(request, tally, deadline):
                 tally.queued += 1
             else:
                 tally.failed.append(request.tenant_id)
 
-    async def _send_with_retries(self, request: SyncRequest, tally: _Tally) -> bool:
-        """True once the message is sent; False (logged with the tenant) when every attempt failed.
-        A retry may duplicate a message whose send succeeded but whose answer was lost; the worker
-        drops a duplicate (its lease, `LastSyncStartedAt`)."""
+    async def _send_with_retries(self, request: SyncRequest, tally: _Tally, deadline: datetime) -> bool:
+        """True once the message is sent; False (logged with the tenant) when every attempt failed
+        or the deadline cut one. A retry, or a cut send, may duplicate a message whose send went
+        through; the worker drops a duplicate (its lease, `LastSyncStartedAt`)."""
         for attempt in range(1, SEND_ATTEMPTS + 1):
+            left = (deadline - self._clock.now()).total_seconds()
             try:
-                await send_request(self._queue, request)
+                # The clock sets the deadline; only a timer can end a send that hangs.
+                async with asyncio.timeout(max(left, 0.0)):
+                    await send_request(self._queue, request)
                 return True
+            except TimeoutError:
+                last: Exception = TimeoutError("the run's deadline passed while sending")
+                break
             except UpstreamUnavailable as error:
-                last: Exception = error
-                if attempt < SEND_ATTEMPTS:
+                last = error
+                if attempt < SEND_ATTEMPTS and self._clock.now() < deadline:
                     tally.retried += 1
                     await self._clock.sleep(SEND_BACKOFF_S * 2 ** (attempt - 1))
             except Exception as error:  # not a moment of unavailability: retrying will not help
@@ -173,11 +197,12 @@ class SyncFanout:
 
     def _report(self, tally: _Tally, reason: SyncReason) -> None:
         logger.info(
-            "Queued a %s sync for %d connected tenant(s)%s%s%s",
+            "Queued a %s sync for %d connected tenant(s)%s%s%s%s",
             reason,
             tally.queued,
             f"; {tally.retried} send(s) retried" if tally.retried else "",
             f"; {len(tally.failed)} could not be queued" if tally.failed else "",
+            f"; {tally.late} left for the next run (the deadline passed)" if tally.late else "",
             f"; {tally.deferred} left alone until ServiceNow's Retry-After has passed"
             if tally.deferred
             else "",

@@ -120,3 +120,11 @@ def merge_watermarks(current: dict[str, str], marks: dict[str, str], table: str)
         else:
             merged.pop(seen_key, None)
     return merged
+
+
+def merge_tables(current: dict[str, str], marks: dict[str, dict[str, str]]) -> dict[str, str]:
+    """`merge_watermarks` for each table's marks in `marks` (table -> its marks)."""
+    merged = dict(current)
+    for table, table_marks in marks.items():
+        merged = merge_watermarks(merged, table_marks, table)
+    return merged

@@ -1,12 +1,13 @@
 """One tenant's sync, run by the queue worker under a lease on the tenant's connection row: take the
-lease, refresh the tokens, sync each table, then write how it went to the row, each field only while
-it is still news (policy: `syncing.py`)."""
+lease, refresh the tokens, list each table, write the run's state changes, then write how it went
+to the row, each field only while it is still news (policy: `syncing.py`; the row writes:
+`sync_lease.py`; the ticket rows: `sync_rows.py`)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from shared.clock import SYSTEM_CLOCK, Clock
@@ -18,13 +19,16 @@ from shared.services.sync_apply import LazyIndex, instance_state_labels
 from shared.services.sync_config import SyncConfig
 from shared.services.sync_failures import ending_of
 from shared.services.sync_fanout import send_request
-from shared.services.sync_marks import merge_watermarks
+from shared.services.sync_lease import Refusal, take_lease, write_status
+from shared.services.sync_marks import merge_tables
+from shared.services.sync_rows import RowWriter
 from shared.services.sync_table import TableOutcome, TableSync
 from shared.ticket_states import StateLabels
 
 logger = logging.getLogger(__name__)
 
 REQUEUE_DELAY_S = 15  # a request that found a sync running is tried again this much later
+Marks = dict[str, dict[str, str]]  # table -> its watermark and seen-set
 
 
 @dataclass
@@ -42,47 +46,14 @@ class SyncOutcome:
         return sum(t.changed for t in self.tables)
 
 
-@dataclass(frozen=True)
-class _Refusal:
-    """Why a run does not start; `again`: put its request back on the queue, for after the running sync."""
+@dataclass
+class _Progress:
+    """What a run has done so far: its pending row writes, and the marks of the tables it listed
+    to the end (saved only once their rows are written, also when a later table fails)."""
 
-    reason: str
-    again: bool = False
-
-
-class _Lease:
-    """The lease write's change: take the lease, or note why not. Decided on every row `update`
-    reads, so a write that lost a race is decided again on the row that won it."""
-
-    def __init__(self, request: SyncRequest, now: datetime, duration: timedelta) -> None:
-        self._request = request
-        self._now = now
-        self._duration = duration
-        self.refusal: _Refusal | None = None
-
-    def __call__(self, current: Connection) -> dict[str, Any]:
-        self.refusal = self._refusal(current)
-        if self.refusal is not None:
-            return {}
-        return {"sync_lease_until": self._now + self._duration, "updated_at": self._now}
-
-    def _refusal(self, current: Connection) -> _Refusal | None:
-        if current.status != ConnectionStatus.CONNECTED:
-            return _Refusal(f"the connection is {current.status.value}")
-        running_until = current.sync_lease_until
-        if running_until is not None and running_until > self._now:
-            if self._request.requested_at > running_until - self._duration:
-                # Asked for after that run started: it may have read ServiceNow too early.
-                return _Refusal(
-                    "another sync of this tenant is running; asked again for after it", again=True
-                )
-            return _Refusal("another sync of this tenant is running")
-        if current.sync_not_before is not None and current.sync_not_before > self._now:
-            return _Refusal(f"ServiceNow asked us to wait until {current.sync_not_before.isoformat()}")
-        started = current.last_sync_started_at
-        if started is not None and started >= self._request.requested_at:
-            return _Refusal("the tenant was synced after this request was made")
-        return None
+    rows: RowWriter
+    index: LazyIndex
+    marks: Marks = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,8 +61,7 @@ class _Pulled:
     """What the tables' pass leaves for the final status write."""
 
     started: datetime
-    table: str  # the last table: the others' marks were saved as checkpoints
-    marks: dict[str, str]
+    marks: Marks
     reconciled: bool
     labels: StateLabels | None
 
@@ -127,39 +97,45 @@ class TenantSync:
         """
         outcome = SyncOutcome(request.tenant_id)
         started = self._clock.now()
-        run = await self._take_lease(request, started)
+        run = await take_lease(self._connections, request, started, self._config.lease)
         if not isinstance(run, Connection):
             outcome.skipped = await self._not_run(request, run)
             return outcome
+        progress = self._progress(run.tenant_id)
         try:
-            await self._sync(run, started, outcome)
+            await self._sync(run, started, outcome, progress)
         except Exception as error:
             ending = ending_of(error, now=self._clock.now(), max_retry_after=self._config.max_retry_after)
-            await self._end(run, ending.fields, best_effort=ending.skipped is None)
+            marks = await self._written_marks(progress)
+            await self._end(run, ending.fields, marks, best_effort=ending.skipped is None)
             if ending.skipped is None:
                 raise
             outcome.skipped, outcome.not_before = ending.skipped, ending.not_before
         return outcome
 
-    async def _take_lease(self, request: SyncRequest, now: datetime) -> Connection | _Refusal | None:
-        """The row with this run's lease on it, or why the run does not start (None: no row)."""
-        lease = _Lease(request, now, self._config.lease)
-        run = await self._connections.update(request.tenant_id, lease)
-        return lease.refusal or run
+    def _progress(self, tenant_id: str) -> _Progress:
+        index = LazyIndex(lambda: self._tickets.sync_index(tenant_id))
+        return _Progress(RowWriter(self._tickets, tenant_id, index, self._clock), index)
 
-    async def _not_run(self, request: SyncRequest, refusal: _Refusal | None) -> str:
+    async def _not_run(self, request: SyncRequest, refusal: Refusal | None) -> str:
         if refusal is None:
             logger.info("Sync skipped: the tenant has no ServiceNow connection")
             return "not configured"
         logger.info("Sync skipped: %s", refusal.reason)
         if refusal.again:
-            await send_request(self._queue, request, delay_s=REQUEUE_DELAY_S)
+            # Without the listed row: the running sync's lease write has changed the row since.
+            await send_request(self._queue, request.model_copy(update={"row": None}), delay_s=REQUEUE_DELAY_S)
         return refusal.reason
 
-    async def _sync(self, run: Connection, started: datetime, outcome: SyncOutcome) -> None:
+    async def _sync(
+        self, run: Connection, started: datetime, outcome: SyncOutcome, progress: _Progress
+    ) -> None:
         await self._refresh_tokens(run, started)
-        pulled = await self._sync_tables(run, started, outcome)
-        await self._connections.update(run.tenant_id, lambda current: self._finished(current, run, pulled))
+        pulled = await self._sync_tables(run, started, outcome, progress)
+        await progress.rows.flush()  # the rows first: a watermark never passes a change not written
+        for table in outcome.tables:
+            table.changed = progress.rows.written[table.table]
+        await write_status(self._connections, run, lambda current: self._finished(current, run, pulled))
         logger.info(
             "Synced: %d state change(s), %d deletion(s) over %d page(s)%s",
             outcome.changed,
@@ -176,32 +152,34 @@ class TenantSync:
                 tokens.refresh_token_expires_at,
             )
 
-    async def _sync_tables(self, run: Connection, started: datetime, outcome: SyncOutcome) -> _Pulled:
+    async def _sync_tables(
+        self, run: Connection, started: datetime, outcome: SyncOutcome, progress: _Progress
+    ) -> _Pulled:
         last = run.last_reconciled_at
         reconcile_all = last is None or started - last >= self._config.reconcile_every
-        index = LazyIndex(lambda: self._tickets.sync_index(run.tenant_id))
-        tables = self._config.tables
-        marks: dict[str, str] = {}
-        for position, table in enumerate(tables):
+        for table in self._config.tables:
             reconcile = reconcile_all or table not in run.watermarks
             table_outcome, marks = await self._tables.sync(
-                run, table, index, reconcile=reconcile, started=started
+                run, table, progress.rows, progress.index, reconcile=reconcile, started=started
             )
             outcome.tables.append(table_outcome)
-            if position < len(tables) - 1 and marks:
-                # A checkpoint per table: a later table's failure does not repeat this one's work.
-                await self._save_watermarks(run, table, marks)
+            progress.marks[table] = marks
         reconciled = all(t.reconciled for t in outcome.tables)
         labels = await instance_state_labels(self._records, run) if reconciled else None
-        return _Pulled(started, tables[-1], marks, reconciled, labels)
+        return _Pulled(started, dict(progress.marks), reconciled, labels)
 
-    async def _save_watermarks(self, run: Connection, table: str, marks: dict[str, str]) -> None:
-        def save(current: Connection) -> dict[str, Any]:
-            if current.instance_url != run.instance_url:
-                return {}  # reconfigured to another instance meanwhile: these marks mean nothing there
-            return {"watermarks": merge_watermarks(current.watermarks, marks, table)}
-
-        await self._connections.update(run.tenant_id, save)
+    async def _written_marks(self, progress: _Progress) -> Marks:
+        """After a failure: the marks of the tables listed to the end, once the changes read before
+        the failure are written (so a later table's failure does not repeat an earlier one's
+        work); none when they cannot be."""
+        if progress.rows.failed or not progress.marks:
+            return {}
+        try:
+            await progress.rows.flush()
+        except AppError as error:
+            logger.warning("Could not write the state changes read before the failure: %s", error.message)
+            return {}
+        return progress.marks
 
     def _finished(self, current: Connection, run: Connection, pulled: _Pulled) -> dict[str, Any]:
         """The success write: each field only while it is still this run's news."""
@@ -210,7 +188,7 @@ class TenantSync:
         if current.sync_lease_until == run.sync_lease_until:
             fields["sync_lease_until"] = None
         if current.instance_url == run.instance_url:
-            fields["watermarks"] = merge_watermarks(current.watermarks, pulled.marks, pulled.table)
+            fields["watermarks"] = merge_tables(current.watermarks, pulled.marks)
             if pulled.reconciled:
                 fields["last_reconciled_at"] = pulled.started
             if pulled.labels:
@@ -229,27 +207,34 @@ class TenantSync:
             fields["updated_at"] = now
         return fields
 
-    async def _end(self, run: Connection, fields: dict[str, Any], *, best_effort: bool) -> None:
-        """Release this run's lease and set `fields`, each only if it still applies.
+    async def _end(self, run: Connection, fields: dict[str, Any], marks: Marks, *, best_effort: bool) -> None:
+        """Release this run's lease and set `fields`, each only if it still applies, and save the
+        `marks` of the tables whose rows are written.
 
-        Both only while the lease is still this run's (an expired one may have been taken by
-        another worker, whose news is newer), and `fields` (status, lastError) only while the row
-        is still the connection this run started with: a re-authorization, a reconfiguration or a
-        dead grant recorded meanwhile is newer news than this run's failure. `best_effort`: a
-        failure to write is logged, not raised (the run's own failure is what the host should see).
+        The lease and `fields` only while the lease is still this run's (an expired one may have
+        been taken by another worker, whose news is newer), and `fields` (status, lastError) only
+        while the row is still the connection this run started with: a re-authorization, a
+        reconfiguration or a dead grant recorded meanwhile is newer news than this run's failure.
+        The marks whenever the row still names the run's instance (they never move back).
+        `best_effort`: a failure to write is logged, not raised (the run's own failure is what
+        the host should see).
         """
 
         def change(current: Connection) -> dict[str, Any]:
-            if current.sync_lease_until != run.sync_lease_until:
-                return {}
-            update: dict[str, Any] = {"sync_lease_until": None}
-            if fields and current.is_same_live_grant(run):
-                update.update(fields)
-            update["updated_at"] = self._clock.now()
+            update: dict[str, Any] = {}
+            if marks and current.instance_url == run.instance_url:
+                watermarks = merge_tables(current.watermarks, marks)
+                if watermarks != current.watermarks:
+                    update["watermarks"] = watermarks
+            if current.sync_lease_until == run.sync_lease_until:
+                update["sync_lease_until"] = None
+                if fields and current.is_same_live_grant(run):
+                    update.update(fields)
+                update["updated_at"] = self._clock.now()
             return update
 
         try:
-            await self._connections.update(run.tenant_id, change)
+            await write_status(self._connections, run, change)
         except AppError:
             if not best_effort:
                 raise

@@ -1,6 +1,6 @@
 """One table of one tenant's sync: list what changed since the watermark (or everything, to
-reconcile), write the new states, mark deleted records, and work out the next watermark
-(policy: `syncing.py`)."""
+reconcile), hand the new states to the run's writer (`sync_rows.py`), mark deleted records, and
+work out the next watermark (policy: `syncing.py`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from shared.clock import Clock
 from shared.ports import ServiceNowRecords, TicketStore
 from shared.records import Connection
-from shared.services.sync_apply import LazyIndex, StateWriter
+from shared.services.sync_apply import LazyIndex, Reconciler
 from shared.services.sync_config import SyncConfig
 from shared.services.sync_marks import (
     SEEN_SUFFIX,
@@ -25,6 +25,7 @@ from shared.services.sync_marks import (
     seen_window,
 )
 from shared.services.sync_pull import KeysetPull
+from shared.services.sync_rows import RowWriter
 
 WATERMARK_CEILING = timedelta(hours=1)
 EMPTY_TABLE_MARK = "1970-01-01 00:00:00"  # listed, nothing of ours in it yet
@@ -35,7 +36,7 @@ class TableOutcome:
     table: str
     pages: int = 0  # ServiceNow requests made for the table's listing
     records: int = 0
-    changed: int = 0
+    changed: int = 0  # rows written (once the run's changes are written: they are gathered across tables)
     deleted: int = 0
     reconciled: bool = False
 
@@ -46,14 +47,22 @@ class TableSync:
     ) -> None:
         self._records = records
         self._config = config
-        self._writer = StateWriter(
+        self._reconciler = Reconciler(
             tickets=tickets, records=records, deletion_grace=config.deletion_grace, clock=clock
         )
 
     async def sync(
-        self, connection: Connection, table: str, index: LazyIndex, *, reconcile: bool, started: datetime
+        self,
+        connection: Connection,
+        table: str,
+        rows: RowWriter,
+        index: LazyIndex,
+        *,
+        reconcile: bool,
+        started: datetime,
     ) -> tuple[TableOutcome, dict[str, str]]:
-        """Sync `table`; its outcome and its new marks (watermark and seen-set) to save."""
+        """List `table` and hand what changed to `rows`; its outcome and its new marks (watermark and
+        seen-set), to save once `rows` has written them."""
         outcome = TableOutcome(table, reconciled=reconcile)
         mark = connection.watermarks.get(table) or ""
         # Not trusted when reconciling: that run is the repair for whatever a normal run got wrong.
@@ -62,16 +71,17 @@ class TableSync:
         )
         lower = None if reconcile or not mark else seconds_before(mark, self._config.look_back)
         observed: dict[str, Version] = {}  # every record listed, in its newest version
+        if reconcile:
+            await index.get()  # the daily run compares every record with our rows
         pull = KeysetPull(self._records, connection, table, self._config)
         async for page in pull.pages(lower):
             outcome.records += len(page)
-            fresh = _not_handled(page, seen, observed)
-            if fresh:
-                entries = await index.get()
-                outcome.changed += await self._writer.apply(connection.tenant_id, table, fresh, entries)
+            await rows.add(table, _not_handled(page, seen, observed))
         outcome.pages = pull.requests
         if reconcile:
-            outcome.deleted = await self._writer.reconcile(connection, table, set(observed), index, started)
+            outcome.deleted = await self._reconciler.reconcile(
+                connection, table, set(observed), index, rows, started
+            )
         return outcome, self._marks(table, mark, observed, reconcile=reconcile, started=started)
 
     def _marks(

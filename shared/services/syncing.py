@@ -3,10 +3,14 @@
 Policy, in the order a sync applies it:
 
 - **Fan-out.** The timer only lists connected tenants (one partition-spanning query on `Status`)
-  and puts one message per tenant on `sync-requests`; the queue worker syncs one tenant. A
-  tenant's failure is its message's failure: the others never notice.
+  and puts one message per tenant on `sync-requests`, carrying the row as listed (its properties
+  and ETag: no secret, the row holds none); the queue worker syncs one tenant. A tenant's failure
+  is its message's failure: the others never notice.
 - **One worker per tenant.** The worker takes a lease on the connection row (ETag-conditional
-  write). A second message for the same tenant (a manual sync while the timer's runs, a backlog)
+  write): with the row the message carries, one write conditional on its ETag, and a read only
+  when that write loses (the row changed since the listing); a message without one (`POST
+  /api/sync`, a request put back) reads the row first (`sync_lease.py`). A second message for the
+  same tenant (a manual sync while the timer's runs, a backlog)
   that finds the lease held is dropped when it was made before the running sync started (that
   run queries ServiceNow after the request: it covers it), and put back on the queue for 15 s
   later (`REQUEUE_DELAY_S`) when it was made after: the running sync may have read ServiceNow
@@ -29,17 +33,26 @@ Policy, in the order a sync applies it:
   `>=`. The watermark stores which records (sys_id, state, time) of the look-back window below
   it were already handled, so those are skipped (no read of our rows), while a record changed
   later in the watermark's second, or committed late inside the window, is applied.
-- **Writes, then the watermark.** Only records whose state differs from our row are written,
-  merged in transactions of at most 100 rows of the tenant's partition. The watermark (and the
-  set seen in its window) is saved after the rows are written, so a crash in between only
-  repeats work, it never skips any.
+- **Writes, then the watermark.** Our row is found by the record's `correlation_id` (our ticket
+  id, the row's RowKey): no read of our rows. The changes of all tables are merged (`If-Match: *`:
+  never a row made or brought back) in transactions of at most 100 rows of the tenant's partition.
+  A transaction that fails because one of its rows does not exist (another tenant's record on a
+  shared instance) writes nothing; the run then reads the tenant's ticket index once and writes
+  only records whose table and sys_id are our row's and whose state differs from it, as the daily
+  reconciliation always does (`sync_rows.py`, also why an unconditional merge never writes an
+  older state over a newer one, and what writing without a read gives up). The watermarks (and
+  the sets seen in their windows) are saved with the run's status, after the rows are written, so
+  a crash in between only repeats work, it never skips any; when a later table fails, the rows
+  read before are written and the earlier tables' watermarks saved with the failure.
 - **Deletions and drift.** A deleted record never shows up in an incremental query, so every
   `reconcile_every` (default a day), and on the first sync of a table, the query leaves out the
   watermark and lists all of this connector's records; our tickets whose `sys_id` is missing from
   the listing are looked up once more by `sys_id` (so a record that merely lost its correlation
   is not mistaken for a deleted one) and the ones still missing are marked deleted. The same
   listing repairs any state a normal run missed. Normal runs stay within `tables +
-  ceil(changed / 1000)` requests; the reconciliation costs `tables + ceil(tickets / 1000)` once a day.
+  ceil(changed / 1000)` ServiceNow requests and, for a timer's message, `ceil(changed / 100) + 2`
+  Table Storage requests (the transactions, the lease, the finish); the reconciliation costs
+  `tables + ceil(tickets / 1000)` ServiceNow requests once a day, and a read of the ticket index.
 - **Status.** Success sets `lastSyncAt` and clears `lastError`. Every status write is conditional
   on the row still being the connection this run started with (same instance, client and
   authorization, still connected) and the lease on it still being this run's: a stale failure
@@ -55,10 +68,11 @@ Policy, in the order a sync applies it:
   1,000 a run).
 
 One idea a module: `sync_fanout.py` (the timer, `POST /api/sync`, housekeeping), `sync_run.py`
-(one tenant under its lease, and its status writes), `sync_table.py` (one table: pull, apply, next
-watermark), `sync_pull.py` (keyset paging), `sync_marks.py` (watermarks and seen-sets),
-`sync_apply.py` (state changes, deletions, the instance's state labels), `sync_config.py` (the
-numbers). `SyncService` here wires them for the functions.
+(one tenant under its lease), `sync_lease.py` (the lease and the status writes, with no read when
+the row is as expected), `sync_table.py` (one table: pull, next watermark), `sync_pull.py` (keyset
+paging), `sync_marks.py` (watermarks and seen-sets), `sync_rows.py` (the state writes, by
+correlation id), `sync_apply.py` (the ticket index, deletions, the instance's state labels),
+`sync_config.py` (the numbers). `SyncService` here wires them for the functions.
 """
 
 from __future__ import annotations

@@ -3,14 +3,15 @@
 No duplicates, ever. The protocol (README "Idempotency" says it for API users):
 
 1. The Idempotency-Key (or, without one, a random key per request) is claimed with a conditional
-   insert into the `idempotency` table *before* ServiceNow is called. The claim holds the request
+   insert into the `idempotency` table *before* ServiceNow is called (tried first, unread: a key
+   claimed before fails the insert, and that claim is read). The claim holds the request
    fingerprint, the ticket id chosen up front, and a lease: until `lease_until` the claimant alone
-   may send creates.
+   may send creates. It is written with `posted_at` = now, covering a POST within `post_grace`.
 2. The record goes to ServiceNow with `correlation_id` = that ticket id. A create (POST) is sent
-   once per attempt. The access token is fetched first; then the lease is renewed
-   (ETag-conditional) and `posted_at` written, immediately before the POST leaves: a create whose
-   claim was taken over meanwhile is never sent, and however slow the token was, the POST has
-   the whole lease.
+   once per attempt. The access token is fetched first; unless the claim's last write covers a
+   POST now (a new claim, within `post_grace`), the lease is renewed (ETag-conditional) and
+   `posted_at` written immediately before the POST leaves: a create whose claim was taken over
+   meanwhile is never sent, and however slow the token was, the POST has the whole lease.
 3. A failure that ServiceNow certainly did not process (never sent, 429, 503 with Retry-After) is
    retried at once (honouring a short Retry-After). After an *ambiguous* one (timeout after
    sending, dropped connection, 500/502/504, bare 503) the record is looked up by correlation id,
@@ -20,10 +21,12 @@ No duplicates, ever. The protocol (README "Idempotency" says it for API users):
    202 and the ticket `creating`: a message goes on `ticket-creates`, invisible until the window
    has passed, then the ticket row (no sys_id or number yet) is written; the `ticket-creates`
    worker (`ticket_completion`) finishes it under the same rules.
-4. The ticket row is written (or the `creating` one completed), then the claim marked completed.
+4. The ticket row is written (or the `creating` one completed). The row is the create's end; the
+   claim is also marked completed when the sweep watches it (`deferred`: a create that did not
+   end in its request). A warm create thus writes twice: the claim, then the row.
 
-A second request with the key finds the claim: another body is 422; completed returns the ticket
-(200, also a `failed` one); a `creating` ticket whose lease is held is returned at once (202); in
+A second request with the key finds the claim: another body is 422; a ticket row that is not
+`creating` is returned (200, also a `failed` one); a `creating` ticket whose lease is held is returned at once (202); in
 progress with a live lease and no row waits briefly for it, then 409 `idempotency_key_in_progress`
 with Retry-After; in progress with a free or expired lease (the first request gave up, crashed,
 or answered 202) takes the lease over, looks ServiceNow up by correlation id, and creates only if
@@ -39,8 +42,7 @@ Once the ticket is `creating`, a refusal of the create makes it `failed` instead
 completed). A create runs under an overall deadline (`create_deadline_s`), well inside the front
 end's limit; past it the caller gets 503 (202 if the ticket is `creating` already). A POST the
 deadline cut may still commit, so its settle window counts from the cut, and the claim keeps its
-lease until that ends. A completed claim is deleted by the timer `claim_retention` after its
-completion.
+lease until that ends. A claim is deleted by the timer `claim_retention` after it was made.
 
 What is left: a create whose transaction outlives the settle window (an instance whose REST quota
 was raised above 60 s, or a transaction queued behind others for long) could still commit after
@@ -166,26 +168,36 @@ class TicketCreation:
         deadline = now + timedelta(seconds=self._policy.create_deadline_s)
         job = _Job(caller, request, await self._ready_connection(caller.tenant_id), deadline)
         fingerprint = request_fingerprint(request)
-        for _ in range(3):  # a claim can vanish (released after a rejection) between reads
-            claim = await self._claims.find(caller.tenant_id, key_hash)
-            if claim is None:
-                result = await self._claim_and_create(job, key_hash, fingerprint)
-            elif claim.fingerprint != fingerprint:
-                raise IdempotencyKeyReused()
-            else:
+        for _ in range(3):  # a claim can vanish (released after a rejection) between writes
+            result = await self._claim_and_create(job, key_hash, fingerprint)
+            if result is None:  # claimed before: that claim's ticket, or its create finished
+                claim = await self._claims.find(caller.tenant_id, key_hash)
+                if claim is None:
+                    continue
+                if claim.fingerprint != fingerprint:
+                    raise IdempotencyKeyReused()
                 result = await self._repeat(job, claim)
             if result is not None:
                 return result
         raise IdempotencyKeyInProgress()
 
     async def _claim_and_create(self, job: _Job, key_hash: str, fingerprint: str) -> CreateResult | None:
-        """The key is free: claim it, then create. None when a concurrent request claimed it first."""
-        requester = Requester(job.caller.tenant_id, job.caller.user_id, job.caller.name)
+        """Claim the key, then create. None when it was claimed already.
+
+        The claim is tried first, unread: a new key, the common case, costs one write. The
+        improvement action is read once the claim is ours; if that fails nothing was sent, and the
+        claim is released.
+        """
         ticket_id = new_ticket_id(self._clock.now())
-        content = ticket_content(job.request, requester, ticket_id, await self._action(job))
         held = await self._claims.claim(job.caller, key_hash, fingerprint, ticket_id)
         if held is None:
             return None  # deal with the other request's claim
+        requester = Requester(job.caller.tenant_id, job.caller.user_id, job.caller.name)
+        try:
+            content = ticket_content(job.request, requester, ticket_id, await self._action(job))
+        except AppError:
+            await held.release()
+            raise
         return await self._fulfil(job, held, content, look_first=False)
 
     async def _repeat(self, job: _Job, claim: IdempotencyRecord) -> CreateResult | None:
@@ -220,7 +232,7 @@ class TicketCreation:
         return await self._fulfil(job, outcome, job.content, look_first=True)
 
     async def _ready_connection(self, tenant_id: str) -> Connection:
-        return usable_connection(await self._connections.get(tenant_id))
+        return usable_connection(await self._connections.recent(tenant_id))
 
     async def _action(self, job: _Job) -> ImprovementAction | None:
         """The improvement action the request names, read from Secure Score once per request.

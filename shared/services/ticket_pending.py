@@ -123,16 +123,21 @@ class PendingCreates:
         return 1
 
     async def finish(self, held: HeldClaim, row: Ticket, record: Mapping[str, Any]) -> Ticket:
-        """`row` completed with ServiceNow's record (added, or replacing the `creating` one), then
-        the claim marked completed. The stored row."""
+        """`row` completed with ServiceNow's record (added, or replacing the `creating` one). The
+        stored row. The claim is marked completed only when the sweep watches it (deferred, or its
+        row was `creating`): for a create that ended in its request the row alone says it is done,
+        and one write fewer is what keeps a warm create at two."""
         now = self._clock.now()
+        watched = held.claim.deferred or row.etag is not None
         if row.etag is not None:
             stored = await self._replace(with_record(row, record, at=now))
         else:
             stored = await self._add(with_record(row, record, at=now))
             if stored.status == "creating":  # stored meanwhile by a request that answered 202
+                watched = True
                 stored = await self._replace(with_record(stored, record, at=now))
-        await self._claims.mark_completed(held.claim)
+        if watched:
+            await self._claims.mark_completed(held.claim)
         return stored
 
     async def fail(self, held: HeldClaim, row: Ticket, reason: str) -> Ticket:

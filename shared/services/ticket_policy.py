@@ -26,6 +26,10 @@ class TicketingPolicy:
     # The whole create (waits, lookups, token, POSTs) ends by then, well inside the ~230 s the
     # front end gives a request; past it the caller gets 503 and the lease is kept.
     create_deadline_s: float = 60.0
+    # A new claim is written with `posted_at` = its own time, so a POST its holder sends within
+    # this long needs no second write. Nobody takes the claim over before its lease ends, by
+    # when that POST (sent by `post_grace`, cancelled by ServiceNow 60 s later) has ended.
+    post_grace: timedelta = timedelta(seconds=2)
     wait_for_claim_s: float = 10.0  # a repeat waits this long for a concurrent create to finish
     poll_interval_s: float = 0.1
     # A create ServiceNow has not confirmed is answered 202 and finished by the `ticket-creates`
@@ -44,8 +48,9 @@ class TicketingPolicy:
     sweep_after: timedelta = timedelta(minutes=10)
     sweep_horizon: timedelta = timedelta(days=2)
     sweep_limit: int = 100
-    # A completed claim keeps its key bound to its ticket this long, then the timer deletes it (at
-    # most `claim_purge_limit` a run) and the key is new again.
+    # A claim keeps its key bound to its ticket this long after it was made, then the timer deletes
+    # it (at most `claim_purge_limit` a run) and the key is new again. Longer than `sweep_horizon`:
+    # no create of a claim is still going on by then.
     claim_retention: timedelta = timedelta(days=7)
     claim_purge_limit: int = 1000
 
@@ -60,3 +65,7 @@ class TicketingPolicy:
             raise ValueError("sweep_after must exceed lease and consent_poll")
         if self.sweep_horizon <= self.consent_wait:
             raise ValueError("sweep_horizon must exceed consent_wait")
+        if self.claim_retention <= self.sweep_horizon:
+            raise ValueError("claim_retention must exceed sweep_horizon")
+        if self.post_grace >= self.lease:
+            raise ValueError("post_grace must be shorter than lease")

@@ -79,7 +79,7 @@ class TicketingService:
         return await self._completion.complete(message)
 
     async def purge_expired_claims(self) -> int:
-        """Delete claims completed over `claim_retention` ago (bounded; never raises): the timer's."""
+        """Delete claims made over `claim_retention` ago (bounded; never raises): the timer's."""
         return await purge_expired_claims(
             self._idempotency,
             before=self._clock.now() - self._policy.claim_retention,

@@ -7,11 +7,11 @@ IdempotencyRepository
     release(record) ETag-conditional delete (ServiceNow refused the create, and no create of
                     the claim may have made a record: the key is free)
     delete_expired(before, limit)
-                    delete claims completed before `before`, at most `limit` (a query across
+                    delete claims made before `before`, at most `limit` (a query across
                     partitions; the timer's housekeeping keeps it small)
     stale_in_progress(written_before, created_after, limit)
-                    claims in progress nobody wrote lately (the table's own `Timestamp`),
-                    for the timer's sweep of lost `ticket-creates` messages
+                    deferred claims in progress nobody wrote lately (the table's own
+                    `Timestamp`), for the timer's sweep of lost `ticket-creates` messages
 """
 
 from __future__ import annotations
@@ -70,22 +70,21 @@ class IdempotencyRepository:
         await delete_entity(table, record.tenant_id, record.key_hash, etag=record.etag)
 
     async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
-        """Delete claims completed before `before`, at most `limit` of them; returns how many.
+        """Delete claims made before `before`, at most `limit` of them; returns how many.
 
         Claims are partitioned by tenant, so this is a query across partitions (a table scan on
-        `CompletedAt`); claims in progress have none and are never selected. A completed claim is
-        never written again, so it is deleted without its ETag; one already gone is not an error.
+        `CreatedAt`). The retention is far longer than any create runs, so a claim that old is
+        never written again: it is deleted without its ETag; one already gone is not an error.
         """
         table = await self._store.table(IDEMPOTENCY)
-        return await delete_matching(
-            table, "Status eq 'completed' and CompletedAt lt @cutoff", {"cutoff": before}, limit=limit
-        )
+        return await delete_matching(table, "CreatedAt lt @cutoff", {"cutoff": before}, limit=limit)
 
     async def stale_in_progress(
         self, *, written_before: datetime, created_after: datetime, limit: int
     ) -> list[IdempotencyRecord]:
-        """Claims in progress made after `created_after` whose last write (Table Storage's own
-        `Timestamp`, moved by every write) was before `written_before`; at most `limit`.
+        """Deferred claims in progress made after `created_after` whose last write (Table
+        Storage's own `Timestamp`, moved by every write) was before `written_before`; at most
+        `limit`. A claim whose create ended in its request is never deferred: not listed.
 
         A query across partitions, like `delete_expired`: claims of the last days only.
         """
@@ -95,7 +94,8 @@ class IdempotencyRepository:
             return found
         with storage_errors(f"list {IDEMPOTENCY}"):
             async for entity in table.query_entities(
-                "Status eq 'in_progress' and Timestamp lt @written and CreatedAt gt @created",
+                "Status eq 'in_progress' and Deferred eq true and Timestamp lt @written "
+                "and CreatedAt gt @created",
                 parameters={"written": written_before, "created": created_after},
                 results_per_page=min(limit, 1000),
             ):

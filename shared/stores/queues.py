@@ -5,6 +5,10 @@ adapter encodes with `TextBase64EncodePolicy`: a plain-text body would be reject
 and end up in the poison queue. The queue is created once, on first send, by whichever instance
 gets there first; creating it again is harmless.
 
+The SDK client is built on first send, not with the adapter: azure.storage.queue imports
+cryptography, and most requests that are handed a queue never send to it, so a fresh worker
+should not pay for the import before one does.
+
 Locally the connection string (`DataStorage`) points at Azurite; in Azure the queue service URI
 (`DataStorage__queueServiceUri`) is used with the managed identity, like the tables.
 """
@@ -13,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 
@@ -28,61 +33,71 @@ logger = logging.getLogger(__name__)
 
 
 class StorageQueue:
-    """A Storage queue on the async `QueueClient`, created on first use, Base64-encoded bodies."""
+    """A Storage queue on the async `QueueClient`: the client built and the queue created on first
+    send, Base64-encoded bodies."""
 
-    def __init__(self, client: QueueClient, *, credential: AsyncTokenCredential | None = None) -> None:
-        self._client = client
+    def __init__(
+        self,
+        queue_name: str,
+        build: Callable[[], QueueClient],
+        *,
+        credential: AsyncTokenCredential | None = None,
+    ) -> None:
+        self._name = queue_name
+        self._build = build
+        self._client: QueueClient | None = None
         self._credential = credential
         self._created = False
         self._lock = asyncio.Lock()
 
     @classmethod
     def from_connection_string(cls, connection_string: str, queue_name: str) -> StorageQueue:
-        from azure.storage.queue import TextBase64EncodePolicy
-        from azure.storage.queue.aio import QueueClient
+        def build() -> QueueClient:
+            from azure.storage.queue.aio import QueueClient
 
-        client = QueueClient.from_connection_string(
-            connection_string, queue_name, message_encode_policy=TextBase64EncodePolicy(), **STORAGE_TIMEOUTS
-        )
-        return cls(client)
+            return QueueClient.from_connection_string(connection_string, queue_name, **_client_options())
+
+        return cls(queue_name, build)
 
     @classmethod
     def from_service_uri(
         cls, queue_service_uri: str, queue_name: str, credential: AsyncTokenCredential
     ) -> StorageQueue:
-        from azure.storage.queue import TextBase64EncodePolicy
-        from azure.storage.queue.aio import QueueClient
+        def build() -> QueueClient:
+            from azure.storage.queue.aio import QueueClient
 
-        client = QueueClient(
-            queue_service_uri,
-            queue_name,
-            credential=credential,
-            message_encode_policy=TextBase64EncodePolicy(),
-            **STORAGE_TIMEOUTS,
-        )
-        return cls(client, credential=credential)
+            return QueueClient(queue_service_uri, queue_name, credential=credential, **_client_options())
+
+        return cls(queue_name, build, credential=credential)
 
     @property
     def name(self) -> str:
-        return str(self._client.queue_name)
+        return self._name
+
+    def _queue_client(self) -> QueueClient:
+        # No await between the check and the assignment: concurrent first sends share one client.
+        if self._client is None:
+            self._client = self._build()
+        return self._client
 
     async def send(self, body: str, *, delay_s: int = 0) -> None:
-        await self._ensure_created()
+        client = self._queue_client()
+        await self._ensure_created(client)
         try:
-            await self._client.send_message(body, visibility_timeout=delay_s or None)
+            await client.send_message(body, visibility_timeout=delay_s or None)
         except AzureError as exc:
             raise UpstreamUnavailable(
                 f"Queue Storage is unavailable (send to {self.name}).", retry_after=5
             ) from exc
 
-    async def _ensure_created(self) -> None:
+    async def _ensure_created(self, client: QueueClient) -> None:
         if self._created:
             return
         async with self._lock:
             if self._created:
                 return
             try:
-                await self._client.create_queue()
+                await client.create_queue()
             except ResourceExistsError:
                 pass  # another instance (or an earlier process) created it
             except AzureError as exc:
@@ -92,6 +107,13 @@ class StorageQueue:
             self._created = True
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._client is not None:
+            await self._client.close()
         if self._credential is not None:
             await self._credential.close()
+
+
+def _client_options() -> dict[str, Any]:
+    from azure.storage.queue import TextBase64EncodePolicy
+
+    return {"message_encode_policy": TextBase64EncodePolicy(), **STORAGE_TIMEOUTS}

@@ -17,6 +17,7 @@ JSON: the portal passes them back unchanged and never learns our keys' format.
         sync_index(tenant_id)               the few columns the sync compares, by ticket id
         apply_state_changes(tenant_id, changes)
                                             merge new states in transactions of <= 100 rows
+        merge_states(tenant_id, changes)    one transaction of <= 100 merges, all or nothing
         mark_deleted(tenant_id, ids, at)    flag tickets whose record is gone from ServiceNow
         by_improvement_action(tenant_id)    the few columns an action listing shows, by action id
 """
@@ -32,7 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
 
 from shared.errors import BadRequest
 from shared.models import TicketType
@@ -201,6 +202,33 @@ class TicketRepository:
                 except ResourceNotFoundError:
                     missing.append(str(entity["RowKey"]))
         return StateChangeResult(applied=applied, missing=tuple(missing))
+
+    async def merge_states(self, tenant_id: str, changes: Sequence[TicketStateChange]) -> str | None:
+        """Merge new states into up to 100 of the tenant's rows in one transaction, all or nothing.
+
+        Each merge carries `If-Match: *`: it updates the row if it exists and never makes one, so
+        the rows are written without reading them first. When one of them does not exist the
+        transaction fails whole and the id of that row is returned (Table Storage names the first
+        failing operation); nothing was written then. None once all are written. Any other
+        failure raises (`UpstreamUnavailable`).
+        """
+        latest = {change.ticket_id: change for change in changes}  # one operation a row
+        if len(latest) > MAX_BATCH:
+            raise ValueError(f"a transaction holds at most {MAX_BATCH} operations")
+        if not latest:
+            return None
+        table = await self._store.table(TICKETS)
+        entities = [_state_entity(tenant_id, change) for change in latest.values()]
+        operations: list[Any] = [("update", entity, {"mode": UpdateMode.MERGE}) for entity in entities]
+        with storage_errors(f"update {TICKETS}"):
+            try:
+                await table.submit_transaction(operations)
+            except TableTransactionError as error:
+                if getattr(error, "error_code", None) != TableErrorCode.RESOURCE_NOT_FOUND:
+                    raise
+                index = error.index if 0 <= error.index < len(entities) else 0
+                return str(entities[index]["RowKey"])
+        return None
 
 
 def _filter(tenant_id: str, type: TicketType | None, state: str | None) -> tuple[str, dict[str, Any]]:

@@ -75,26 +75,29 @@ async def test_a_create_servicenow_refuses_after_the_202_makes_the_ticket_failed
     assert summary["incident"]["total"] == 0  # no record, so on no card
 
 
-async def test_the_timer_deletes_claims_completed_over_a_week_ago(stack: Stack) -> None:
+async def test_the_timer_deletes_claims_made_over_a_week_ago(stack: Stack) -> None:
     tenant = stack.new_tenant()
     now = datetime.now(UTC)
     claims = stack.container.idempotency
-    for key, completed in [
-        ("expired", now - timedelta(days=8)),
-        ("kept", now - timedelta(days=6)),
-        ("open", None),
+    for key, completed, made_days_ago in [
+        ("expired", now - timedelta(days=7), 8),
+        ("expired-open", None, 8),
+        ("kept", now - timedelta(days=6), 6),
+        ("open", None, 6),
     ]:
-        await claims.claim(claim(tenant, key, completed, created=now - timedelta(days=30)))
+        await claims.claim(claim(tenant, key, completed, created=now - timedelta(days=made_days_ago)))
     await run_timer(stack)
     left = {row["RowKey"] for row in await stack.rows("idempotency", tenant)}
     assert left == {idempotency_key_hash("kept"), idempotency_key_hash("open")}
 
 
-def claim(tenant: str, key: str, completed: datetime | None, *, created: datetime) -> IdempotencyRecord:
+def claim(
+    tenant: str, key: str, completed: datetime | None, *, created: datetime, deferred: bool = True
+) -> IdempotencyRecord:
     return IdempotencyRecord(
         tenant_id=tenant, key_hash=idempotency_key_hash(key), fingerprint="f" * 64,
         ticket_id=new_ticket_id(created), status="in_progress" if completed is None else "completed",
-        created_by="u", created_by_name="U", created_at=created, completed_at=completed,
+        created_by="u", created_by_name="U", created_at=created, completed_at=completed, deferred=deferred,
     )  # fmt: skip
 
 
@@ -107,16 +110,17 @@ async def own_tables(azurite: AzuriteEndpoints) -> AsyncIterator[TableStore]:
     await store.aclose()
 
 
-async def test_the_repository_purges_completed_claims_across_tenants_in_bounded_batches(
+async def test_the_repository_purges_claims_made_before_the_cutoff_across_tenants_in_bounded_batches(
     own_tables: TableStore,
 ) -> None:
     repo = IdempotencyRepository(own_tables)
     cutoff = datetime(2026, 6, 1, tzinfo=UTC)
-    long_ago = cutoff - timedelta(days=30)
-    for index in range(5):
+    long_ago, lately = cutoff - timedelta(days=30), cutoff + timedelta(seconds=1)
+    for index in range(4):
         await repo.claim(claim(f"tenant-{index}", "old", cutoff - timedelta(seconds=1), created=long_ago))
-    await repo.claim(claim("tenant-0", "recent", cutoff + timedelta(seconds=1), created=long_ago))
-    await repo.claim(claim("tenant-0", "open", None, created=long_ago))
+    await repo.claim(claim("tenant-4", "old", None, created=cutoff - timedelta(seconds=1)))
+    await repo.claim(claim("tenant-0", "recent", lately, created=lately))
+    await repo.claim(claim("tenant-0", "open", None, created=lately))
     assert await repo.delete_expired(cutoff, limit=3) == 3
     assert await repo.delete_expired(cutoff, limit=3) == 2
     assert await repo.delete_expired(cutoff, limit=3) == 0
@@ -127,13 +131,16 @@ async def test_the_repository_purges_completed_claims_across_tenants_in_bounded_
 
 
 async def test_the_repository_finds_claims_in_progress_nobody_wrote_lately(own_tables: TableStore) -> None:
-    """The sweep's query: Table Storage's own `Timestamp` says when a claim was last written."""
+    """The sweep's query: deferred claims in progress; Table Storage's own `Timestamp` says when
+    a claim was last written."""
     repo = IdempotencyRepository(own_tables)
     now = datetime.now(UTC)
     await repo.claim(claim("tenant-0", "open", None, created=now - timedelta(hours=1)))
     await repo.claim(claim("tenant-1", "open", None, created=now - timedelta(hours=2)))
     await repo.claim(claim("tenant-0", "done", now, created=now - timedelta(hours=1)))
     await repo.claim(claim("tenant-0", "too old", None, created=now - timedelta(days=10)))
+    # Its create ended in its request: the row says so, and the sweep has nothing to watch.
+    await repo.claim(claim("tenant-1", "ended", None, created=now - timedelta(hours=1), deferred=False))
     horizon = now - timedelta(days=2)
     later = now + timedelta(minutes=5)  # all of them were written before then
     stale = await repo.stale_in_progress(written_before=later, created_after=horizon, limit=10)

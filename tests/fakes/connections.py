@@ -47,6 +47,9 @@ class InMemoryConnectionRepository:
     async def get(self, tenant_id: str) -> Connection | None:
         return self.rows.get(tenant_id)
 
+    async def recent(self, tenant_id: str) -> Connection | None:
+        return self.rows.get(tenant_id)  # one process: every write is seen at once
+
     async def put(self, connection: Connection) -> Connection:
         return self._write(connection)
 

@@ -2,16 +2,18 @@
 (`TokenRefresher`) and the `sync-requests` queue (`MessageQueue`).
 
 `SyncTickets` is `InMemoryTickets` plus what the sync's tests look at: `seed` (a row as ticket
-creation wrote it), `writes` (every batch of state changes), `index_reads`, `deleted` and `state`.
-`fail_writes` makes state writes fail as an unavailable Table Storage would. `FlakyQueue` wraps a
-queue to fail chosen sends (the fan-out's tests and `bench/fanout.py`).
+creation wrote it), `writes` (every batch of state changes the table applied: a transaction that
+failed applied none), `requests` (every request made of the table, in order), `index_reads`,
+`deleted` and `state`. `fail_writes` makes state writes fail as an unavailable Table Storage would.
+`CountingConnections` is the `connections` table noting its requests. `FlakyQueue` wraps a queue to
+fail chosen sends (the fan-out's tests and `bench/fanout.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -29,6 +31,7 @@ from shared.records import (
     TicketSyncEntry,
     TokenSet,
 )
+from tests.fakes.connections import InMemoryConnectionRepository
 from tests.fakes.tickets import InMemoryTickets
 
 
@@ -38,6 +41,7 @@ class SyncTickets(InMemoryTickets):
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[list[TicketStateChange]] = []
+        self.requests: list[str] = []  # "index", "merge" (one transaction), "apply", "mark_deleted"
         self.index_reads = 0
         self.fail_writes = False
 
@@ -89,15 +93,57 @@ class SyncTickets(InMemoryTickets):
 
     async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
         self.index_reads += 1
+        self.requests.append("index")
         return await super().sync_index(tenant_id)
 
     async def apply_state_changes(
         self, tenant_id: str, changes: Sequence[TicketStateChange]
     ) -> StateChangeResult:
+        self.requests.append("apply")
         if self.fail_writes:
             raise UpstreamUnavailable("Table Storage is unavailable (update tickets).")
-        self.writes.append(list(changes))
-        return await super().apply_state_changes(tenant_id, changes)
+        result = await super().apply_state_changes(tenant_id, changes)
+        self.writes.append([change for change in changes if change.ticket_id not in result.missing])
+        return result
+
+    async def merge_states(self, tenant_id: str, changes: Sequence[TicketStateChange]) -> str | None:
+        self.requests.append("merge")
+        if self.fail_writes:
+            raise UpstreamUnavailable("Table Storage is unavailable (update tickets).")
+        missing = await super().merge_states(tenant_id, changes)
+        if missing is None:
+            self.writes.append(list(changes))
+        return missing
+
+    async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
+        self.requests.append("mark_deleted")
+        return await super().mark_deleted(tenant_id, ticket_ids, at)
+
+
+class CountingConnections(InMemoryConnectionRepository):
+    """The `connections` table, noting every request made of it: "read" (a row), "write" (a
+    conditional one, also when it loses), "put", "list"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[str] = []
+
+    async def get(self, tenant_id: str) -> Connection | None:
+        self.requests.append("read")
+        return await super().get(tenant_id)
+
+    async def replace(self, connection: Connection) -> Connection:
+        self.requests.append("write")
+        return await super().replace(connection)
+
+    async def put(self, connection: Connection) -> Connection:
+        self.requests.append("put")
+        return await super().put(connection)
+
+    async def with_status(self, status: ConnectionStatus) -> AsyncIterator[Connection]:
+        self.requests.append("list")
+        async for connection in super().with_status(status):
+            yield connection
 
 
 class FakeTokenRefresher:
@@ -182,9 +228,12 @@ def _take(failures: dict[str, int], tenant_id: str) -> bool:
     return True
 
 
-def _conforms(tickets: SyncTickets, tokens: FakeTokenRefresher, queue: RecordingQueue) -> None:
+def _conforms(
+    tickets: SyncTickets, tokens: FakeTokenRefresher, queue: RecordingQueue, connections: CountingConnections
+) -> None:
     # mypy checks here that the fakes implement the ports.
     _tickets: TicketStore = tickets
+    _connections: ConnectionStore = connections
     _tokens: TokenRefresher = tokens
     _queue: MessageQueue = queue
     _flaky: MessageQueue = FlakyQueue(queue)

@@ -10,12 +10,13 @@ from typing import Any
 from shared.models import ConnectionStatus, SyncReason, SyncRequest, TicketType
 from shared.records import Connection, new_ticket_id
 from shared.services.sync_config import SyncConfig
+from shared.services.sync_lease import listed_row
 from shared.services.sync_run import SyncOutcome
 from shared.services.syncing import SyncService
 from tests.fakes.clock import FakeClock
-from tests.fakes.connections import InMemoryConnectionRepository, InMemoryOAuthStateRepository
+from tests.fakes.connections import InMemoryOAuthStateRepository
 from tests.fakes.servicenow_tables import FakeServiceNowTables
-from tests.fakes.sync import FakeTokenRefresher, RecordingQueue, SyncTickets
+from tests.fakes.sync import CountingConnections, FakeTokenRefresher, RecordingQueue, SyncTickets
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -26,7 +27,7 @@ W_LOOKED_BACK = "2025-03-01 10:58:00"  # what a run asks for: the watermark less
 @dataclass
 class SyncWorld:
     clock: FakeClock
-    connections: InMemoryConnectionRepository
+    connections: CountingConnections
     states: InMemoryOAuthStateRepository
     tickets: SyncTickets
     tokens: FakeTokenRefresher
@@ -37,7 +38,7 @@ class SyncWorld:
     @classmethod
     def create(cls) -> SyncWorld:
         clock = FakeClock(NOW)
-        connections = InMemoryConnectionRepository()
+        connections = CountingConnections()
         return cls(
             clock=clock,
             connections=connections,
@@ -99,6 +100,11 @@ class SyncWorld:
         self, tenant_id: str = TENANT, reason: SyncReason = "timer", at: datetime | None = None
     ) -> SyncRequest:
         return SyncRequest(tenant_id=tenant_id, reason=reason, requested_at=at or self.clock.now())
+
+    def timer_request(self, tenant_id: str = TENANT) -> SyncRequest:
+        """The message the timer's fan-out makes now: the tenant's row, as stored now, goes with it."""
+        row = listed_row(self.row(tenant_id))
+        return SyncRequest(tenant_id=tenant_id, reason="timer", requested_at=self.clock.now(), row=row)
 
     async def sync(self, tenant_id: str = TENANT, **config: Any) -> SyncOutcome:
         """One message for the tenant, made now, run; then five minutes pass."""

@@ -132,6 +132,21 @@ class InMemoryTickets:
                 self._merge(tenant_id, ticket_id, update)
         return StateChangeResult(applied=len(latest) - len(missing), missing=tuple(missing))
 
+    async def merge_states(self, tenant_id: str, changes: Sequence[TicketStateChange]) -> str | None:
+        latest = {change.ticket_id: change for change in changes}
+        assert len(latest) <= 100, "a transaction holds at most 100 operations"
+        missing = [ticket_id for ticket_id in latest if (tenant_id, ticket_id) not in self.rows]
+        if missing:
+            return missing[0]  # the transaction fails whole: nothing written
+        for ticket_id, change in latest.items():
+            update = {
+                "state": change.state,
+                "state_updated_at": change.state_updated_at,
+                "servicenow_updated_on": change.servicenow_updated_on,
+            }
+            self._merge(tenant_id, ticket_id, update)
+        return None
+
     async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
         for ticket_id in ticket_ids:
             self._merge(tenant_id, ticket_id, {"deleted_in_servicenow_at": at})
@@ -153,12 +168,14 @@ class InMemoryTickets:
 
 
 class InMemoryClaims:
-    """`written` keeps when each claim was last written (Table Storage's `Timestamp`), by `clock`."""
+    """`written` keeps when each claim was last written (Table Storage's `Timestamp`), by `clock`;
+    `calls` the name of every request made of the table, in order."""
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.rows: dict[tuple[str, str], IdempotencyRecord] = {}
         self.written: dict[tuple[str, str], datetime] = {}
         self.clock = clock
+        self.calls: list[str] = []
 
     def _store(self, key: tuple[str, str], record: IdempotencyRecord) -> IdempotencyRecord:
         self.rows[key] = record.model_copy(update={"etag": next(_etags)})
@@ -167,17 +184,20 @@ class InMemoryClaims:
 
     async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord:
         key = (record.tenant_id, record.key_hash)
+        self.calls.append("claim")
         await asyncio.sleep(0)  # let concurrent requests interleave, as real I/O would
         if key in self.rows:
             raise PreconditionFailed()
         return self._store(key, record)
 
     async def get(self, tenant_id: str, key_hash: str) -> IdempotencyRecord | None:
+        self.calls.append("get")
         await asyncio.sleep(0)
         return self.rows.get((tenant_id, key_hash))
 
     async def replace(self, record: IdempotencyRecord) -> IdempotencyRecord:
         key = (record.tenant_id, record.key_hash)
+        self.calls.append("replace")
         current = self.rows.get(key)
         if current is None or current.etag != record.etag:
             raise PreconditionFailed()
@@ -185,17 +205,14 @@ class InMemoryClaims:
 
     async def release(self, record: IdempotencyRecord) -> None:
         key = (record.tenant_id, record.key_hash)
+        self.calls.append("release")
         current = self.rows.get(key)
         if current is not None and current.etag != record.etag:
             raise PreconditionFailed()
         self.rows.pop(key, None)
 
     async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
-        expired = [
-            key
-            for key, claim in self.rows.items()
-            if claim.status == "completed" and claim.completed_at is not None and claim.completed_at < before
-        ][: max(0, limit)]
+        expired = [key for key, claim in self.rows.items() if claim.created_at < before][: max(0, limit)]
         for key in expired:
             del self.rows[key]
         return len(expired)
@@ -207,6 +224,7 @@ class InMemoryClaims:
             claim
             for key, claim in sorted(self.rows.items())
             if claim.status == "in_progress"
+            and claim.deferred
             and self.written.get(key, datetime.min.replace(tzinfo=UTC)) < written_before
             and claim.created_at > created_after
         ][: max(0, limit)]

@@ -16,10 +16,15 @@ from localdev.local_settings import REPO_ROOT
 @pytest.mark.parametrize(
     ("module", "args", "expected"),
     [
-        ("bench.create_tickets", ["--requests", "5", "--concurrency", "2"], "overhead:"),
+        (
+            "bench.create_tickets",
+            ["--requests", "5", "--concurrency", "2", "--no-bounds"],
+            "requests per create on the wire",
+        ),
         ("bench.sync", ["--tenants", "2", "--tickets", "20"], "ServiceNow requests per tenant"),
         ("bench.fanout", ["--tenants", "50", "--fail", "0.1", "--lost", "0.05"], "duplicates (expected"),
         ("bench.redaction", ["--many", "1000", "--records", "300"], "ratio:"),
+        ("bench.cold_start", ["--samples", "1", "--warm", "3"], "cold/warm:"),
     ],
 )
 def test_benchmark_runs_on_a_small_workload(module: str, args: list[str], expected: str) -> None:

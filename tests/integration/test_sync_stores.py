@@ -171,6 +171,46 @@ async def test_state_changes_go_in_transactions_of_at_most_100_and_deletions_are
     assert untouched.state == "1"
 
 
+async def test_a_state_transaction_merges_into_rows_that_exist_all_or_nothing(
+    tickets: tuple[TicketRepository, CountRequests],
+) -> None:
+    repository, counter = tickets
+    tenant = str(uuid.uuid4())
+    rows = [_ticket(tenant, n, "incident") for n in range(5)]
+    for row in rows:
+        await repository.add(row)
+    at = datetime(2025, 3, 1, 11, 0, 0, tzinfo=UTC)
+    changes = [TicketStateChange(row.ticket_id, "2", at, "2025-03-01 11:00:00") for row in rows]
+
+    counter.count = 0
+    assert await repository.merge_states(tenant, changes) is None
+    assert counter.count == 1  # one transaction, no read
+    stored = await repository.get(tenant, rows[3].ticket_id)
+    assert stored is not None
+    assert (stored.state, stored.state_updated_at, stored.servicenow_updated_on) == (
+        "2",
+        at,
+        "2025-03-01 11:00:00",
+    )
+    assert stored.name == rows[3].name  # a merge: nothing else was touched
+
+    # A row that does not exist (another tenant's ticket, a deleted row) fails the transaction whole.
+    ghost = new_ticket_id()
+    later = [TicketStateChange(change.ticket_id, "6", at, None) for change in changes]
+    mixed = [*later[:2], TicketStateChange(ghost, "6", at, None), *later[2:]]
+    counter.count = 0
+    assert await repository.merge_states(tenant, mixed) == ghost
+    assert counter.count == 1
+    assert {t.state async for t in repository.every_ticket(tenant)} == {"2"}  # nothing written
+    assert await repository.get(tenant, ghost) is None  # and nothing made
+    assert await repository.merge_states(str(uuid.uuid4()), later[:1]) == rows[0].ticket_id  # not theirs
+
+    with pytest.raises(ValueError, match="at most 100"):
+        await repository.merge_states(
+            tenant, [TicketStateChange(new_ticket_id(), "1", at) for _ in range(101)]
+        )
+
+
 # --- the connection row's sync fields and the OAuth state cleanup -----------------------------------------
 
 

@@ -3,16 +3,19 @@ by id and the others are all sent; sends stay within the bound and overlap the l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
 from shared.errors import SyncEnqueueFailed, UpstreamUnavailable
 from shared.models import ConnectionStatus
-from shared.ports import ConnectionStore
+from shared.ports import ConnectionStore, MessageQueue
 from shared.records import Connection
 from shared.services.sync_fanout import ENQUEUE_CONCURRENCY, SEND_ATTEMPTS, SyncFanout
 from tests.fakes.connections import InMemoryConnectionRepository
@@ -30,7 +33,7 @@ def world() -> SyncWorld:
     return world
 
 
-def fanout(world: SyncWorld, queue: FlakyQueue, connections: ConnectionStore | None = None) -> SyncFanout:
+def fanout(world: SyncWorld, queue: MessageQueue, connections: ConnectionStore | None = None) -> SyncFanout:
     return SyncFanout(
         connections=connections or world.connections,
         queue=queue,
@@ -144,3 +147,37 @@ async def test_a_listing_failure_still_sends_the_tenants_listed_before_it(world:
         await service.enqueue_connected()
 
     assert sent(world) == Counter(TENANTS[:50])
+
+
+class OutageQueue:
+    """A queue in an outage: each send takes `takes` of the clock (the SDK's own retries), then
+    hangs (`hang`) or fails."""
+
+    name = "sync-requests"
+
+    def __init__(self, world: SyncWorld, takes: timedelta, *, hang: bool) -> None:
+        self.world, self.takes, self.hang = world, takes, hang
+        self.attempts = 0
+
+    async def send(self, body: str, *, delay_s: int = 0) -> None:
+        self.attempts += 1
+        self.world.clock.current += self.takes
+        if self.hang:
+            await asyncio.Event().wait()
+        raise UpstreamUnavailable("Queue Storage is unavailable (send to sync-requests).")
+
+
+@pytest.mark.parametrize("hang", [True, False])
+async def test_a_queue_outage_ends_the_run_at_its_deadline_and_leaves_the_rest_to_the_next(
+    world: SyncWorld, hang: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.config = replace(world.config, fanout_deadline=timedelta(seconds=0.2))
+    queue = OutageQueue(world, timedelta(seconds=0.1), hang=hang)
+    caplog.set_level(logging.INFO)
+    with pytest.raises(SyncEnqueueFailed, match="not tried before the run deadline") as failed:
+        await asyncio.wait_for(fanout(world, queue).enqueue_connected(), 5)  # ends: it does not hang
+    # Only sends already out when the deadline passed were tried; every other tenant is counted.
+    assert queue.attempts <= ENQUEUE_CONCURRENCY * SEND_ATTEMPTS
+    assert f"of {len(TENANTS)} sync messages could not be queued" in failed.value.message
+    assert "left for the next run (the deadline passed)" in caplog.text
+    assert world.queue.bodies == []

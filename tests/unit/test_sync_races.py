@@ -207,7 +207,7 @@ async def test_a_checkpoint_that_loses_to_a_reconfiguration_is_not_written(world
     world.servicenow.set(
         "incident", world.sys_id("incident", ticket), state="2", sys_updated_on="2025-03-01 11:20:00"
     )
-    lose_after_request(world, 1, reconfigured)  # the next write is incident's checkpoint
+    lose_after_request(world, 1, reconfigured)  # the next write of the row saves incident's watermark
 
     await world.sync()
 

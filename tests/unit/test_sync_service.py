@@ -320,7 +320,12 @@ async def test_the_timer_queues_one_message_per_connected_tenant(world: SyncWorl
     messages = [SyncRequest.model_validate_json(body) for body in world.queue.bodies]
     assert sorted(m.tenant_id for m in messages) == tenants
     assert {m.reason for m in messages} == {"timer"}
-    assert json.loads(world.queue.bodies[0]).keys() == {"tenantId", "reason", "requestedAt"}
+    body = json.loads(world.queue.bodies[0])
+    assert body.keys() == {"tenantId", "reason", "requestedAt", "row"}
+    # The row as listed, with its ETag: the worker takes its lease without reading it first.
+    listed = world.row(body["tenantId"])
+    assert body["row"]["etag"] == listed.etag
+    assert Connection.model_validate(body["row"]["properties"]) == listed.model_copy(update={"etag": None})
 
 
 async def test_a_manual_sync_needs_a_connected_tenant(world: SyncWorld) -> None:

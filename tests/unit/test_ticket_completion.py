@@ -269,12 +269,14 @@ def claim(key: str, *, completed_days_ago: float | None, created_days_ago: float
     )  # fmt: skip
 
 
-async def test_completed_claims_expire_after_a_week_in_bounded_runs_and_never_in_progress_ones(
+async def test_claims_expire_a_week_after_they_were_made_in_bounded_runs_completed_or_not(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     world = World(policy=TicketingPolicy(claim_purge_limit=2))
-    for key, days in [("old-1", 8.0), ("old-2", 9.0), ("old-3", 30.0), ("recent", 6.9), ("open", None)]:
-        await world.claims.claim(claim(key, completed_days_ago=days))
+    for key, made, completed in [
+        ("old-1", 8.0, 1.0), ("old-2", 9.0, None), ("old-3", 30.0, 29.0), ("recent", 6.9, 6.9), ("open", 6.9, None),
+    ]:  # fmt: skip
+        await world.claims.claim(claim(key, completed_days_ago=completed, created_days_ago=made))
     caplog.set_level(logging.INFO)
     assert await world.service.purge_expired_claims() == 2
     assert "the limit of one run" in caplog.text

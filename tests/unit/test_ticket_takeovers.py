@@ -252,7 +252,8 @@ async def test_the_sweep_leaves_held_claims_and_claims_without_a_ticket_and_tidi
     await creating(world, "timeout", key="held")
     await world.create(key="made")
     claim = claim_of(world, "made")
-    await world.claims.replace(claim.model_copy(update={"status": "in_progress"}))  # not marked
+    # Deferred, then finished by a request that stopped before marking the claim.
+    await world.claims.replace(claim.model_copy(update={"status": "in_progress", "deferred": True}))
     world.queue.sent.clear()
     later(world)
     held = claim_of(world, "held")
