@@ -9,6 +9,7 @@ BENCHMARKS = [
     "bench.import_cost",
     "bench.create_tickets",
     "bench.sync",
+    "bench.secure_score",
     "bench.fanout",
     "bench.redaction",
     "bench.cold_start",

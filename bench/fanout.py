@@ -32,6 +32,7 @@ from azure.data.tables.aio import TableServiceClient
 from azure.storage.queue import TextBase64DecodePolicy
 from azure.storage.queue.aio import QueueClient
 
+from bench.wire import WireCount, per_operation
 from localdev.azurite import Azurite
 from shared.clock import SYSTEM_CLOCK
 from shared.errors import SyncEnqueueFailed
@@ -118,9 +119,16 @@ async def run(count: int, fail: float, lost_share: float, bound: float) -> int:
             connections=connections, queue=flaky, states=OAuthStateRepository(store), config=SyncConfig(),
             clock=SYSTEM_CLOCK,
         )  # fmt: skip
+        wire = WireCount(
+            {
+                "Table": f"http://127.0.0.1:{endpoints.table_port}",
+                "Queue": f"http://127.0.0.1:{endpoints.queue_port}",
+            }
+        )
         started = time.perf_counter()
         try:
-            queued = await service.enqueue_connected("timer")
+            with wire.counting():
+                queued = await service.enqueue_connected("timer")
         except SyncEnqueueFailed as error:
             queued, raised = -1, error.message
         else:
@@ -132,6 +140,9 @@ async def run(count: int, fail: float, lost_share: float, bound: float) -> int:
         print(
             f"fanout: {count} tenants queued in {wall:.2f} s ({count / wall:.0f} per s, "
             f"{ENQUEUE_CONCURRENCY} sends in flight at most, {flaky.most_in_flight} seen)"
+        )
+        print(
+            f"fanout: on the wire per tenant: {per_operation(wire.counts, count)} (floor: Queue 1, Table 0.001)"
         )
         print(
             f"fanout: injected {len(flaky.fail_before)} failures before sending and {len(lost)} after "

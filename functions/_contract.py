@@ -18,6 +18,7 @@ from functions import _contract_examples as ex
 from functions._contract_types import Answer, Errors, Operation, PathParameter
 from functions.docs import ASSETS
 from functions.portal import ASSETS as PORTAL_ASSETS
+from shared.action_models import ImprovementActionPage, ImprovementActionQuery
 from shared.diagnostics_models import DiagnosticsResult
 from shared.errors import (
     BadRequest,
@@ -55,6 +56,7 @@ from shared.models import (
     TicketSummary,
     TicketView,
 )
+from shared.remediation_models import SecureScoreUpdate
 
 # Every protected operation: the principal, the role, the settings, storage, a lost race.
 PROTECTED: Errors = (Unauthenticated, Forbidden, Conflict, Misconfigured, UpstreamUnavailable)
@@ -89,7 +91,9 @@ OPERATIONS: dict[str, Operation] = {
     "provisioning_status": Operation(
         summary="The tenant's ServiceNow connection",
         description="Where the connection stands: status, instance, tokens' lifetimes, the last sync and its "
-        "progress, the last error, and the state names the portal shows.",
+        "progress, the last error, the state names the portal shows, and `secureScore`: whether ticket "
+        "states are written back to Secure Score (`writeBack`), when the daily remediation check last ran "
+        "(`checkedAt`), and until when Graph asked to be left alone (`pausedUntil`, null unless paused).",
         tag="Provisioning",
         answers=(Answer(200, "The connection's status.", ConnectionView, ex.CONNECTED),),
         errors=PROTECTED,
@@ -121,6 +125,21 @@ OPERATIONS: dict[str, Operation] = {
         errors=(*PROTECTED, *WRITE, *BODY, ConnectionNotReady),
         body=StateNamesUpdate,
         body_examples={"rename": ex.STATE_NAMES_UPDATE},
+    ),
+    "provisioning_secure_score": Operation(
+        summary="Switch the write-back to Secure Score",
+        description="`writeBack: true` makes the daily check write each ticket's ServiceNow number, link "
+        "and state as a comment on its improvement action's Secure Score control (once per change; the "
+        "control's state is kept; device controls, `scid_...`, cannot be written and are skipped); "
+        "`false` stops it. Off until turned on. It needs the Microsoft Graph application permission "
+        "`SecurityEvents.ReadWrite.All` on the app's Graph registration (`GRAPH_CLIENT_ID`), granted "
+        "with admin consent in the tenant; without it the write-backs fail and each ticket shows the "
+        "error. Answers the connection's status.",
+        tag="Provisioning",
+        answers=(Answer(200, "Saved; the connection's status.", ConnectionView, ex.CONNECTED),),
+        errors=(*PROTECTED, *WRITE, *BODY, ConnectionNotReady),
+        body=SecureScoreUpdate,
+        body_examples={"turn on": ex.SECURE_SCORE_UPDATE},
     ),
     "provisioning_remove": Operation(
         summary="Remove the connection",
@@ -218,26 +237,32 @@ OPERATIONS: dict[str, Operation] = {
     "tickets_list": Operation(
         summary="List tickets",
         description="The tenant's tickets, newest first, a page at a time; pass `continuationToken` from the "
-        "previous page for the next.",
+        "previous page for the next. `type`, `state` and `flag` (a remediation flag: "
+        "`closedWithoutRemediation`, `remediatedWhileOpen` or `regressed`) keep only the tickets that "
+        "match all given. A page may hold fewer than `top` tickets and still have a next one.",
         tag="Tickets",
         answers=(Answer(200, "A page of tickets.", TicketPage, ex.TICKET_PAGE),),
         errors=(*PROTECTED, BadRequest),
         query=TicketListQuery,
-        query_example={"type": "incident", "top": 20},
+        query_example={"type": "incident", "flag": "remediatedWhileOpen", "top": 20},
     ),
     "tickets_summary": Operation(
         summary="Count tickets by state",
         description="The portal's two cards: per ticket type, the total and the count per state with its "
-        "name. Tickets without a ServiceNow record (`creating`, `failed`) are not counted.",
+        "name, and `flags`: how many tickets carry each remediation flag. Tickets without a ServiceNow "
+        "record (`creating`, `failed`) are not counted.",
         tag="Tickets",
         answers=(Answer(200, "The counts.", TicketSummary, ex.SUMMARY),),
         errors=PROTECTED,
     ),
     "tickets_get": Operation(
         summary="One ticket",
-        description="A ticket of the caller's tenant (another tenant's is 404).",
+        description="A ticket of the caller's tenant (another tenant's is 404). `remediation` is what the "
+        "daily Secure Score check found about its improvement action (status, points, flags) and the last "
+        "write-back of its state to Secure Score; null for a ticket without an action, or one neither "
+        "checked nor written back yet.",
         tag="Tickets",
-        answers=(Answer(200, "The ticket.", TicketView, ex.TICKET),),
+        answers=(Answer(200, "The ticket.", TicketView, ex.CHECKED_TICKET),),
         errors=(*PROTECTED, NotFound),
         path={"id": PathParameter("The ticket id (21 characters).", ex.TICKET_ID)},
     ),
@@ -255,9 +280,7 @@ OPERATIONS: dict[str, Operation] = {
         description="The tenant's improvement actions from Microsoft Graph, with their points and the "
         "tickets made for each. Needs no ServiceNow connection.",
         tag="Improvement actions",
-        answers=(
-            Answer(200, "Every action of the tenant.", "ImprovementActionPage", ex.IMPROVEMENT_ACTIONS),
-        ),
+        answers=(Answer(200, "Every action of the tenant.", ImprovementActionPage, ex.IMPROVEMENT_ACTIONS),),
         errors=(
             Unauthenticated,
             Forbidden,
@@ -267,7 +290,7 @@ OPERATIONS: dict[str, Operation] = {
             UpstreamUnavailable,
             DependencyNotConfigured,
         ),
-        query="ImprovementActionQuery",
+        query=ImprovementActionQuery,
         query_example={"category": "Identity", "hasTicket": False},
     ),
     "cors_preflight": Operation(

@@ -23,6 +23,14 @@ from shared.models import (
     TicketTypeSummary,
     TicketView,
 )
+from shared.remediation import RemediationStatus
+from shared.remediation_models import (
+    FlagCounts,
+    RemediationFlags,
+    RemediationView,
+    SecureScoreView,
+    WriteBack,
+)
 from shared.ticket_states import effective_state_names
 
 INSTANCE_URL = "https://contoso.service-now.com"
@@ -80,7 +88,27 @@ TICKET = TicketView(
 CREATING_TICKET = TICKET.model_copy(
     update={"number": "", "sys_id": "", "url": "", "state": "", "state_name": "", "status": "creating"}
 )
-TICKET_PAGE = TicketPage(items=[TICKET], continuation_token="eyJ0IjoiLi4uIn0")
+CHECKED = datetime(2025, 3, 2, 3, 0, tzinfo=UTC)
+# Secure Score gives the action its full points while the incident is still open.
+CHECKED_TICKET = TICKET.model_copy(
+    update={
+        "remediation": RemediationView(
+            status=RemediationStatus.COMPLETED,
+            score=9.0,
+            max_score=9.0,
+            checked_at=CHECKED,
+            completed_at=CHECKED,
+            closed_at=None,
+            flags=RemediationFlags(
+                closed_without_remediation=False, remediated_while_open=True, regressed=False
+            ),
+            write_back=WriteBack(
+                comment=f"ServiceNow incident INC0010023 (In Progress): {TICKET.url}", written_at=AT
+            ),
+        )
+    }
+)
+TICKET_PAGE = TicketPage(items=[CHECKED_TICKET], continuation_token="eyJ0IjoiLi4uIn0")
 SUMMARY = TicketSummary(
     incident=TicketTypeSummary(
         total=3,
@@ -88,8 +116,11 @@ SUMMARY = TicketSummary(
             StateCount(state="1", name="New", count=1),
             StateCount(state="2", name="In Progress", count=2),
         ],
+        flags=FlagCounts(remediated_while_open=1),
     ),
-    change_request=TicketTypeSummary(total=1, states=[StateCount(state="-1", name="Rolling out", count=1)]),
+    change_request=TicketTypeSummary(
+        total=1, states=[StateCount(state="-1", name="Rolling out", count=1)], flags=FlagCounts()
+    ),
 )
 CONNECTED = ConnectionView(
     status=ConnectionStatus.CONNECTED,
@@ -103,7 +134,9 @@ CONNECTED = ConnectionView(
     last_sync_at=datetime(2025, 3, 2, 9, 35, 4, tzinfo=UTC),
     last_sync_started_at=datetime(2025, 3, 2, 9, 35, tzinfo=UTC),
     state_names=STATE_NAMES,
+    secure_score=SecureScoreView(write_back=True, checked_at=CHECKED),
 )
+SECURE_SCORE_UPDATE: dict[str, Any] = {"writeBack": True}
 CONFIGURED = ConfigureResult(status=ConnectionStatus.PENDING_AUTHORIZATION, authorize_url=AUTHORIZE_URL)
 AUTHORIZED = AuthorizeResult(status=ConnectionStatus.CONNECTED, authorize_url=AUTHORIZE_URL)
 SYNC_QUEUED = SyncQueued(requested_at=AT)

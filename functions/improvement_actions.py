@@ -5,9 +5,9 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions._http import endpoint, json_response, validate
+from shared.action_models import ImprovementActionQuery
 from shared.bootstrap import get_container
 from shared.identity import Caller, Role
-from shared.models import ImprovementActionQuery
 
 bp = func.Blueprint()
 

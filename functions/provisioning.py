@@ -1,5 +1,5 @@
-"""Provisioning: connect a tenant's ServiceNow, see its status, re-authorize, name states, remove,
-test the connection."""
+"""Provisioning: connect a tenant's ServiceNow, see its status, re-authorize, name states, switch
+the Secure Score write-back, remove, test the connection."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from functions._http import endpoint, json_response, parse_body
 from shared.bootstrap import get_container
 from shared.identity import Caller, Role
 from shared.models import ConfigureConnection, StateNamesUpdate
+from shared.remediation_models import SecureScoreUpdate
 
 bp = func.Blueprint()
 
@@ -41,6 +42,14 @@ async def provisioning_authorize(req: func.HttpRequest, caller: Caller) -> func.
 async def provisioning_state_names(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
     update = parse_body(req, StateNamesUpdate)
     return json_response(await get_container().provisioning.set_state_names(caller.tenant_id, update))
+
+
+@bp.function_name("provisioning_secure_score")
+@bp.route(route="provisioning/secure-score", methods=["PUT"])
+@endpoint(Role.ADMIN)
+async def provisioning_secure_score(req: func.HttpRequest, caller: Caller) -> func.HttpResponse:
+    update = parse_body(req, SecureScoreUpdate)
+    return json_response(await get_container().provisioning.set_secure_score(caller.tenant_id, update))
 
 
 @bp.function_name("provisioning_remove")

@@ -17,17 +17,19 @@ from shared.settings import Settings, get_settings
 if TYPE_CHECKING:
     import httpx
 
-    from shared.ports import ImprovementActions, MessageQueue, SecretStore
+    from shared.ports import ImprovementActions, MessageQueue, SecretStore, SecureScoreWriter
     from shared.servicenow.oauth import ServiceNowOAuthClient
     from shared.servicenow.table_api import ServiceNowTables
     from shared.services.access_tokens import AccessTokens
     from shared.services.diagnostics import DiagnosticsService
     from shared.services.improvement_actions import ImprovementActionsService
     from shared.services.provisioning import ProvisioningService
+    from shared.services.remediation_check import RemediationCheck
     from shared.services.syncing import SyncService
     from shared.services.ticketing import TicketingService
     from shared.stores.connections import ConnectionRepository, OAuthStateRepository
     from shared.stores.idempotency import IdempotencyRepository
+    from shared.stores.remediation_rows import RemediationRowRepository
     from shared.stores.tables import TableStore
     from shared.stores.tickets import TicketRepository
 
@@ -102,6 +104,13 @@ class Container:
         return self._get("graph", lambda: GraphClient.from_settings(self.settings))
 
     @property
+    def secure_score_writer(self) -> SecureScoreWriter:
+        from shared.graph import GraphClient
+
+        # The same client as `graph`: one token cache and one semaphore per tenant.
+        return self._get("graph", lambda: GraphClient.from_settings(self.settings))
+
+    @property
     def servicenow_oauth(self) -> ServiceNowOAuthClient:
         from shared.servicenow.oauth import ServiceNowOAuthClient
 
@@ -143,6 +152,12 @@ class Container:
         from shared.stores.tickets import TicketRepository
 
         return self._get("tickets", lambda: TicketRepository(self.tables))
+
+    @property
+    def remediation_rows(self) -> RemediationRowRepository:
+        from shared.stores.remediation_rows import RemediationRowRepository
+
+        return self._get("remediation_rows", lambda: RemediationRowRepository(self.tables))
 
     @property
     def idempotency(self) -> IdempotencyRepository:
@@ -250,6 +265,21 @@ class Container:
                 records=self.servicenow_tables,
                 queue=self.sync_queue,
                 states=self.oauth_states,
+                remediation=self.remediation_check,
+            ),
+        )
+
+    @property
+    def remediation_check(self) -> RemediationCheck:
+        from shared.services.remediation_check import RemediationCheck
+
+        return self._get(
+            "remediation_check",
+            lambda: RemediationCheck(
+                tickets=self.remediation_rows,
+                actions=self.graph,
+                writer=self.secure_score_writer,
+                connections=self.connections,
             ),
         )
 

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from shared.remediation_models import FlagCounts, RemediationFlag, RemediationView, SecureScoreView
 from shared.sync_models import ListedRow
 
 
@@ -135,6 +136,7 @@ class ConnectionView(ApiModel):
     # so an admin must re-authorize before then or the sync stops.
     refresh_token_expires_soon: bool = False
     state_names: StateNames
+    secure_score: SecureScoreView = Field(default_factory=SecureScoreView)
 
 
 class StateNamesUpdate(ApiModel):
@@ -251,6 +253,8 @@ class TicketView(ApiModel):
     # `stateName` are empty until then, and stay so when it `failed` (`failureReason` says why).
     status: TicketStatus = "created"
     failure_reason: str | None = None
+    # Null for a ticket without an improvement action, or one neither checked nor written back yet.
+    remediation: RemediationView | None = None
 
 
 class TicketPage(ApiModel):
@@ -263,6 +267,7 @@ class TicketListQuery(ApiModel):
 
     type: TicketType | None = None
     state: str | None = Field(default=None, min_length=1, max_length=8, pattern=r"^-?[0-9]{1,6}$")
+    flag: RemediationFlag | None = None
     top: int = Field(default=50, ge=1, le=100)
     continuation_token: str | None = Field(default=None, min_length=1, max_length=2048)
 
@@ -276,6 +281,7 @@ class StateCount(ApiModel):
 class TicketTypeSummary(ApiModel):
     total: int
     states: list[StateCount]
+    flags: FlagCounts
 
 
 class TicketSummary(ApiModel):
@@ -283,45 +289,6 @@ class TicketSummary(ApiModel):
 
     incident: TicketTypeSummary = Field(alias="incident")
     change_request: TicketTypeSummary = Field(alias="change_request")
-
-
-class ImprovementActionQuery(ApiModel):
-    """GET /api/improvement-actions query parameters."""
-
-    category: RecommendationCategory | None = None
-    has_ticket: bool | None = None
-
-
-class ImprovementActionTicket(ApiModel):
-    """A ticket made for an improvement action ("sent to ServiceNow as INC0010001")."""
-
-    id: str
-    type: TicketType
-    number: str
-    state: str
-    state_name: str
-    url: str
-    status: TicketStatus
-
-
-class ImprovementActionView(ApiModel):
-    """An improvement action; `currentScore` is the latest Secure Score's points for it (null when
-    Secure Score does not score it), `tickets` the tickets made for it, newest first."""
-
-    id: str
-    title: str
-    category: RecommendationCategory | None
-    max_score: float | None
-    current_score: float | None
-    action_url: str
-    deprecated: bool
-    tickets: list[ImprovementActionTicket]
-
-
-class ImprovementActionPage(ApiModel):
-    """GET /api/improvement-actions: every action of the tenant (a few hundred at most: no paging)."""
-
-    items: list[ImprovementActionView]
 
 
 TICKET_CREATE_QUEUE = "ticket-creates"  # creates ServiceNow has not confirmed; failures land in -poison

@@ -30,6 +30,8 @@ from shared.records import (
     TicketSyncEntry,
     TokenSet,
 )
+from shared.remediation import RemediationChange, RemediationRow
+from shared.remediation_models import RemediationFlag, TicketCounts
 
 ServiceNowRecord = dict[str, Any]
 
@@ -100,14 +102,18 @@ class TicketStore(Protocol):
         *,
         type: TicketType | None = None,
         state: str | None = None,
+        flag: RemediationFlag | None = None,
         top: int = 50,
         continuation_token: str | None = None,
     ) -> tuple[list[Ticket], str | None]:
-        """One page, newest first, and the next page's token (None at the end).
+        """One page, newest first, of the tickets that match every filter given (`flag`: the
+        remediation flag is set), and the next page's token (None at the end).
         BadRequest for a continuation token this store did not issue for the tenant."""
         ...
 
-    async def count_by_state(self, tenant_id: str) -> dict[tuple[str, str], int]: ...
+    async def count_by_state(self, tenant_id: str) -> TicketCounts:
+        """Tickets by type and state, and by type and remediation flag, from one partition query."""
+        ...
 
     async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
         """Every ticket of the tenant by id, only the columns the sync compares (one partition query)."""
@@ -131,6 +137,21 @@ class TicketStore(Protocol):
     async def by_improvement_action(self, tenant_id: str) -> dict[str, list[ActionTicket]]:
         """The tenant's tickets made for an improvement action, by action id, newest first; only
         the columns a listing of actions shows."""
+        ...
+
+
+class RemediationRows(Protocol):
+    """The `tickets` table's columns of the daily Secure Score check (`shared.remediation`)."""
+
+    async def action_tickets(self, tenant_id: str) -> list[RemediationRow]:
+        """The tenant's tickets made for an improvement action, newest first: one partition query
+        of only the columns the check reads."""
+        ...
+
+    async def write(self, tenant_id: str, changes: Sequence[RemediationChange]) -> int:
+        """Set fields of rows that exist, never making one (a row deleted meanwhile is skipped):
+        merges of up to 100 rows a transaction; a row that loses a value (None) is read and
+        replaced, ETag-conditional. The number of rows written."""
         ...
 
 

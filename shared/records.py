@@ -17,7 +17,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, fie
 from pydantic.alias_generators import to_pascal
 
 from shared.errors import ConnectionNotReady, ReauthorizationRequired
-from shared.remediation import RemediationStatus
 from shared.models import (
     ConnectionStatus,
     RecommendationCategory,
@@ -26,6 +25,7 @@ from shared.models import (
     TicketStatus,
     TicketType,
 )
+from shared.remediation import RemediationStatus
 
 IdempotencyStatus = Literal["in_progress", "completed"]
 GrantKey = tuple[str, str, str, datetime | None]  # tenant, instance URL, client id, authorized at

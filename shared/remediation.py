@@ -4,18 +4,20 @@ and the flags that set that against the ticket's own state.
 Secure Score's evidence is a control's points: "completed" means all of the control's points
 (`score >= maxScore`), and the portal's third-party and alternate-mitigation statuses award those
 points too, without any technical change (reference/next-features-facts.md B3, B4). A control has
-no top-level state; its state is the newest `controlStateUpdates` entry (B2), which Graph appends
-to, so the newest is the last. Points appear 24 to 48 hours after a change, sometimes days, which
-is why a closed ticket gets a grace period before it is flagged.
+no top-level state; its state is the newest `controlStateUpdates` entry (B2), which
+`shared.secure_score` reads as `ImprovementAction.control_state`. Points appear 24 to 48 hours
+after a change, sometimes days, which is why a closed ticket gets a grace period before it is
+flagged.
 
-Pure rules: no I/O, no clock; the caller passes every instant.
+Pure rules: no I/O, no clock; the caller passes every instant. Also the few columns of a ticket row
+the daily check reads and writes (`RemediationRow`, `RemediationChange`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TypeGuard
@@ -60,16 +62,6 @@ def remediation_status(
     if latest_state is not None and latest_state.strip().lower() in EXCEPTION_STATES:
         return RemediationStatus.RESOLVED_BY_EXCEPTION
     return RemediationStatus.COMPLETED
-
-
-def latest_state(control_state_updates: Sequence[object]) -> str | None:
-    """The state of the newest `controlStateUpdates` entry (Graph appends: the last), or None when
-    there is none or it carries no state."""
-    if not control_state_updates:
-        return None
-    newest = control_state_updates[-1]
-    state = newest.get("state") if isinstance(newest, dict) else None
-    return state if isinstance(state, str) and state else None
 
 
 def _usable(value: float | None) -> TypeGuard[float]:
@@ -161,3 +153,62 @@ def remediation_flags(
         remediated_while_open=not ticket_closed and current.status is RemediationStatus.COMPLETED,
         regressed=was_completed and in_progress,
     )
+
+
+# --- What the daily check reads and writes of a ticket row --------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemediationFields:
+    """What a ticket row holds of the checks and of the write-back: the `Ticket` fields of the same
+    names (`shared.records`), all unset before the first check."""
+
+    remediation_status: RemediationStatus | None = None
+    remediation_score: float | None = None
+    remediation_max_score: float | None = None
+    remediation_checked_at: datetime | None = None
+    remediation_completed_at: datetime | None = None
+    closed_at: datetime | None = None
+    closed_without_remediation: bool = False
+    remediated_while_open: bool = False
+    regressed: bool = False
+    write_back_comment: str | None = None
+    write_back_at: datetime | None = None
+    write_back_error: str | None = None
+
+    def last_check(self) -> Remediation | None:
+        """The stored check, as `next_remediation` and `remediation_flags` take it; None before one."""
+        if self.remediation_status is None or self.remediation_checked_at is None:
+            return None
+        return Remediation(
+            status=self.remediation_status,
+            score=self.remediation_score,
+            max_score=self.remediation_max_score,
+            checked_at=self.remediation_checked_at,
+            completed_at=self.remediation_completed_at,
+        )
+
+
+@dataclass(frozen=True)
+class RemediationRow:
+    """What the daily check reads of one ticket made for an improvement action."""
+
+    ticket_id: str
+    action_id: str
+    type: str  # the ServiceNow table
+    number: str
+    sys_id: str
+    instance_url: str
+    state: str
+    state_updated_at: datetime | None
+    status: str  # `created` once ServiceNow made the record (`creating`, `failed` have none)
+    deleted: bool  # the record is gone from ServiceNow
+    fields: RemediationFields = field(default_factory=RemediationFields)
+
+
+@dataclass(frozen=True)
+class RemediationChange:
+    """Fields to set on one ticket row, by `Ticket` field name; None takes the value away."""
+
+    ticket_id: str
+    fields: Mapping[str, object]

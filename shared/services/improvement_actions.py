@@ -15,14 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.clock import SYSTEM_CLOCK, Clock
-from shared.models import (
-    ImprovementAction,
+from shared.action_models import (
     ImprovementActionPage,
     ImprovementActionQuery,
     ImprovementActionTicket,
     ImprovementActionView,
 )
+from shared.clock import SYSTEM_CLOCK, Clock
+from shared.models import ImprovementAction
 from shared.ports import ConnectionStore, ImprovementActions, TicketStore
 from shared.records import ActionTicket
 from shared.services.ticket_content import improvement_action_link

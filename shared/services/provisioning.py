@@ -1,5 +1,5 @@
 """Connecting a tenant's ServiceNow: configure, authorize (OAuth code + PKCE), status, state names,
-remove.
+the Secure Score write-back switch, remove.
 
 The OAuth `state` is random (256 bits), single use, valid for 10 minutes, and bound to the tenant
 and the admin who asked. Its PKCE verifier is never stored: it is derived from the state id with an
@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from secrets import token_urlsafe
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -46,6 +46,7 @@ from shared.models import (
 )
 from shared.ports import ConnectionStore, OAuthStateStore, SecretStore, ServiceNowOAuth
 from shared.records import REFRESH_TOKEN_WARNING, Connection, OAuthState
+from shared.remediation_models import SecureScoreUpdate, SecureScoreView
 from shared.ticket_states import effective_state_names, known_state_codes
 
 logger = logging.getLogger(__name__)
@@ -129,27 +130,18 @@ class ProvisioningService:
             return ConnectionView(
                 status=ConnectionStatus.NOT_CONFIGURED, state_names=effective_state_names({})
             )
-        now = self._clock.now()
-        return ConnectionView(
-            status=connection.status,
-            instance=connection.instance,
-            instance_url=connection.instance_url,
-            client_id=connection.client_id,
-            connected_by=connection.connected_by_name,
-            connected_at=connection.connected_at,
-            access_token_expires_at=connection.access_token_expires_at,
-            refresh_token_expires_at=connection.refresh_token_expires_at,
-            last_sync_at=connection.last_sync_at,
-            last_sync_started_at=connection.last_sync_started_at,
-            sync_in_progress=connection.sync_lease_until is not None and connection.sync_lease_until > now,
-            last_error=connection.last_error,
-            refresh_token_expires_soon=(
-                connection.status == ConnectionStatus.CONNECTED
-                and connection.refresh_token_expires_at is not None
-                and connection.refresh_token_expires_at - now < REFRESH_TOKEN_WARNING
-            ),
-            state_names=effective_state_names(connection.state_names, connection.instance_state_labels),
+        return connection_view(connection, self._clock.now())
+
+    async def set_secure_score(self, tenant_id: str, update: SecureScoreUpdate) -> ConnectionView:
+        """Turn the write-back of ticket states to Secure Score on or off; the status after."""
+        saved = await self._connections.update(
+            tenant_id,
+            lambda _: {"secure_score_write_back": update.write_back, "updated_at": self._clock.now()},
         )
+        if saved is None:
+            raise ConnectionNotReady("Configure the ServiceNow instance first (PUT /api/provisioning).")
+        logger.info("Secure Score write-back turned %s", "on" if update.write_back else "off")
+        return connection_view(saved, self._clock.now())
 
     async def complete(self, params: CallbackParams) -> str:
         """Finish an authorization from ServiceNow's redirect; the portal URL to send the browser to.
@@ -331,3 +323,35 @@ class ProvisioningService:
         parts = urlsplit(self._config.portal_url)
         query = [*parse_qsl(parts.query), *params.items()]
         return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def connection_view(connection: Connection, now: datetime) -> ConnectionView:
+    """What `GET /api/provisioning` shows of a stored connection at `now`."""
+    return ConnectionView(
+        status=connection.status,
+        instance=connection.instance,
+        instance_url=connection.instance_url,
+        client_id=connection.client_id,
+        connected_by=connection.connected_by_name,
+        connected_at=connection.connected_at,
+        access_token_expires_at=connection.access_token_expires_at,
+        refresh_token_expires_at=connection.refresh_token_expires_at,
+        last_sync_at=connection.last_sync_at,
+        last_sync_started_at=connection.last_sync_started_at,
+        sync_in_progress=connection.sync_lease_until is not None and connection.sync_lease_until > now,
+        last_error=connection.last_error,
+        refresh_token_expires_soon=(
+            connection.status == ConnectionStatus.CONNECTED
+            and connection.refresh_token_expires_at is not None
+            and connection.refresh_token_expires_at - now < REFRESH_TOKEN_WARNING
+        ),
+        state_names=effective_state_names(connection.state_names, connection.instance_state_labels),
+        secure_score=SecureScoreView(
+            write_back=connection.secure_score_write_back,
+            checked_at=connection.remediation_checked_at,
+            # A pause that has run out is no pause: Graph may be called again.
+            paused_until=connection.graph_not_before
+            if connection.graph_not_before is not None and connection.graph_not_before > now
+            else None,
+        ),
+    )

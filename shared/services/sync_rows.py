@@ -92,6 +92,7 @@ class RowWriter:
         self._records: dict[str, tuple[str, str]] = {}  # ticket id -> the first (table, sys_id) listed
         self._doubt = False  # one correlation id came with two records: compare with our rows
         self.written: Counter[str] = Counter()  # rows written, by table
+        self.written_ids: set[str] = set()  # the ticket ids of those rows
         self.failed = False  # a write raised: what it held may not be written
 
     async def add(self, table: str, records: Iterable[Record]) -> None:
@@ -124,6 +125,7 @@ class RowWriter:
                 missing = await self._tickets.merge_states(self._tenant_id, changes)
                 if missing is None:
                     self.written.update(item.table for item in items)
+                    self.written_ids.update(item.ticket_id for item in items)
                     return
                 logger.info("Ticket row %s does not exist: comparing with our rows from now on", missing)
             await self._write_exact(items, await self._index.get())
@@ -150,6 +152,7 @@ class RowWriter:
             logger.info("%d ticket row(s) vanished while syncing", len(result.missing))
         gone = set(result.missing)
         self.written.update(item.table for item in chosen.values() if item.ticket_id not in gone)
+        self.written_ids.update(ticket_id for ticket_id in chosen if ticket_id not in gone)
 
     def _change(self, item: Listed) -> TicketStateChange:
         return TicketStateChange(

@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.errors import AppError
+from shared.errors import AppError, DependencyNotConfigured
 from shared.models import ConnectionStatus, SyncRequest
 from shared.ports import ConnectionStore, MessageQueue, ServiceNowRecords, TicketStore, TokenRefresher
 from shared.records import REFRESH_TOKEN_WARNING, Connection
+from shared.services.remediation_check import RemediationCheck
 from shared.services.sync_apply import LazyIndex, instance_state_labels
 from shared.services.sync_config import SyncConfig
 from shared.services.sync_failures import ending_of
@@ -77,6 +78,7 @@ class TenantSync:
         queue: MessageQueue,
         config: SyncConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        remediation: RemediationCheck | None = None,
     ) -> None:
         self._connections = connections
         self._tickets = tickets
@@ -85,6 +87,7 @@ class TenantSync:
         self._queue = queue
         self._config = config or SyncConfig()
         self._clock = clock
+        self._remediation = remediation
         self._tables = TableSync(tickets=tickets, records=records, config=self._config, clock=clock)
 
     async def sync_tenant(self, request: SyncRequest) -> SyncOutcome:
@@ -135,6 +138,7 @@ class TenantSync:
         await progress.rows.flush()  # the rows first: a watermark never passes a change not written
         for table in outcome.tables:
             table.changed = progress.rows.written[table.table]
+        await self._secure_score(run, pulled, progress.rows.written_ids)
         await write_status(self._connections, run, lambda current: self._finished(current, run, pulled))
         logger.info(
             "Synced: %d state change(s), %d deletion(s) over %d page(s)%s",
@@ -143,6 +147,28 @@ class TenantSync:
             sum(t.pages for t in outcome.tables),
             " (reconciled)" if pulled.reconciled else "",
         )
+
+    async def _secure_score(self, run: Connection, pulled: _Pulled, changed: set[str]) -> None:
+        """With the daily reconciliation, the Secure Score check (`remediation_check.py`); on other
+        runs, the write-back of the tickets this run changed, when the tenant turned it on (nothing
+        is read otherwise). Under the lease, so two runs of a tenant never write back at once, and
+        no PATCH starts past half the lease. A failure is logged, never the sync's."""
+        if self._remediation is None:
+            return
+        deadline = pulled.started + self._config.lease / 2
+        try:
+            if pulled.reconciled:
+                labels = pulled.labels or run.instance_state_labels
+                checked = run.model_copy(update={"instance_state_labels": labels})
+                await self._remediation.check_tenant(checked, deadline=deadline)
+            elif run.secure_score_write_back and changed:
+                await self._remediation.write_back_changed(run, sorted(changed), deadline=deadline)
+        except DependencyNotConfigured:
+            logger.info("Secure Score check skipped: Microsoft Graph is not configured")
+        except AppError as error:
+            logger.warning("Secure Score check failed: %s", error.message)
+        except Exception:  # a defect in the check must not cost the tenant its sync
+            logger.exception("Secure Score check failed")
 
     async def _refresh_tokens(self, run: Connection, started: datetime) -> None:
         tokens = await self._tokens.refresh_if_expiring(run, self._config.refresh_within)

@@ -64,6 +64,13 @@ Policy, in the order a sync applies it:
   `max_retry_after` (Retry-After) records `lastError` and `sync_not_before`; the timer skips the
   tenant until then. Any other failure records `lastError` and raises, so the host retries the
   message and finally moves it to `sync-requests-poison`.
+- **Secure Score.** With the daily reconciliation, the run checks the tenant's tickets made for
+  improvement actions against Secure Score (`remediation_check.py`: one `secureScores` request and
+  the control profiles); on other runs, when the tenant turned the write-back on, it writes back
+  the tickets whose state it changed (one read of the tenant's action tickets, then Graph only
+  for a comment that changed). Both run under the lease, after the rows are written and before
+  the status write; neither fails the sync, and a Graph 429 pauses only the tenant's Graph work.
+  With the write-back off, a normal run makes no request more.
 - **Housekeeping.** The timer also deletes OAuth states that expired over a day ago (at most
   1,000 a run).
 
@@ -72,7 +79,8 @@ One idea a module: `sync_fanout.py` (the timer, `POST /api/sync`, housekeeping),
 the row is as expected), `sync_table.py` (one table: pull, next watermark), `sync_pull.py` (keyset
 paging), `sync_marks.py` (watermarks and seen-sets), `sync_rows.py` (the state writes, by
 correlation id), `sync_apply.py` (the ticket index, deletions, the instance's state labels),
-`sync_config.py` (the numbers). `SyncService` here wires them for the functions.
+`sync_config.py` (the numbers). `SyncService` here wires them for the functions, and the Secure
+Score check (`remediation_check.py`) when it is given one.
 """
 
 from __future__ import annotations
@@ -87,6 +95,7 @@ from shared.ports import (
     TicketStore,
     TokenRefresher,
 )
+from shared.services.remediation_check import RemediationCheck
 from shared.services.sync_config import SyncConfig
 from shared.services.sync_fanout import SyncFanout
 from shared.services.sync_run import SyncOutcome, TenantSync
@@ -107,6 +116,7 @@ class SyncService:
         states: OAuthStateStore,
         config: SyncConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        remediation: RemediationCheck | None = None,
     ) -> None:
         config = config or SyncConfig()
         self._fanout = SyncFanout(
@@ -120,6 +130,7 @@ class SyncService:
             queue=queue,
             config=config,
             clock=clock,
+            remediation=remediation,
         )
 
     async def enqueue_connected(self, reason: SyncReason = "timer") -> int:

@@ -1,5 +1,6 @@
 """The read side: a tenant's tickets a page at a time, one ticket, the summary cards, and how a
-ticket is shown (state names from the tenant's connection, a link into its instance)."""
+ticket is shown (state names from the tenant's connection, a link into its instance, what the
+daily Secure Score check found about its improvement action)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ from shared.models import (
 )
 from shared.ports import ConnectionStore, TicketStore
 from shared.records import TICKET_ID, Connection, Ticket
+from shared.remediation_models import (
+    FlagCounts,
+    RemediationFlags,
+    RemediationView,
+    TicketCounts,
+    WriteBack,
+)
 from shared.ticket_states import CHANGE_REQUEST, INCIDENT, StateLabels, effective_state_names
 
 
@@ -30,6 +38,7 @@ class TicketQueries:
             tenant_id,
             type=query.type,
             state=query.state,
+            flag=query.flag,
             top=query.top,
             continuation_token=query.continuation_token,
         )
@@ -44,7 +53,8 @@ class TicketQueries:
         return ticket_view(ticket, await self._connections.get(tenant_id))
 
     async def summary(self, tenant_id: str) -> TicketSummary:
-        """The two cards: per type, the total and a count per state (every known state, then others)."""
+        """The two cards: per type, the total and a count per state (every known state, then others),
+        and how many carry each remediation flag."""
         counts = await self._tickets.count_by_state(tenant_id)
         names = _state_names(await self._connections.get(tenant_id))
         return TicketSummary(
@@ -77,6 +87,38 @@ def ticket_view(ticket: Ticket, connection: Connection | None) -> TicketView:
         deleted_in_servicenow_at=ticket.deleted_in_servicenow_at,
         status=ticket.status,
         failure_reason=ticket.failure_reason,
+        remediation=remediation_view(ticket),
+    )
+
+
+def remediation_view(ticket: Ticket) -> RemediationView | None:
+    """What the Secure Score check and the write-back recorded on the ticket; None for a ticket
+    without an improvement action, or one neither checked nor written back yet."""
+    write_back = _write_back(ticket)
+    if not ticket.improvement_action_id or (ticket.remediation_checked_at is None and write_back is None):
+        return None
+    return RemediationView(
+        status=ticket.remediation_status,
+        score=ticket.remediation_score,
+        max_score=ticket.remediation_max_score,
+        checked_at=ticket.remediation_checked_at,
+        completed_at=ticket.remediation_completed_at,
+        closed_at=ticket.closed_at,
+        flags=RemediationFlags(
+            closed_without_remediation=ticket.closed_without_remediation,
+            remediated_while_open=ticket.remediated_while_open,
+            regressed=ticket.regressed,
+        ),
+        write_back=write_back,
+    )
+
+
+def _write_back(ticket: Ticket) -> WriteBack | None:
+    """The last write-back to Secure Score; None when none was ever tried."""
+    if ticket.write_back_comment is None and ticket.write_back_at is None and ticket.write_back_error is None:
+        return None
+    return WriteBack(
+        comment=ticket.write_back_comment, written_at=ticket.write_back_at, error=ticket.write_back_error
     )
 
 
@@ -86,15 +128,20 @@ def record_url(instance_url: str, table: str, sys_id: str) -> str:
     return f"{instance_url.rstrip('/')}/nav_to.do?uri={quote(target, safe='')}"
 
 
-def _card(table: str, counts: dict[tuple[str, str], int], names: StateLabels) -> TicketTypeSummary:
+def _card(table: str, counts: TicketCounts, names: StateLabels) -> TicketTypeSummary:
     # A ticket without a ServiceNow state (creating, failed) is on no card: it has no record.
-    seen = [state for (kind, state) in counts if kind == table and state]
+    seen = [state for (kind, state) in counts.states if kind == table and state]
     codes = [*names[table], *sorted(set(seen) - set(names[table]))]
     states = [
-        StateCount(state=code, name=names[table].get(code, code), count=counts.get((table, code), 0))
+        StateCount(state=code, name=names[table].get(code, code), count=counts.states.get((table, code), 0))
         for code in codes
     ]
-    return TicketTypeSummary(total=sum(s.count for s in states), states=states)
+    flags = FlagCounts(
+        closed_without_remediation=counts.flags.get((table, "closedWithoutRemediation"), 0),
+        remediated_while_open=counts.flags.get((table, "remediatedWhileOpen"), 0),
+        regressed=counts.flags.get((table, "regressed"), 0),
+    )
+    return TicketTypeSummary(total=sum(s.count for s in states), states=states, flags=flags)
 
 
 def _state_names(connection: Connection | None) -> StateLabels:

@@ -11,9 +11,9 @@ JSON: the portal passes them back unchanged and never learns our keys' format.
         add(ticket)                         insert; PreconditionFailed if the id exists
         replace(ticket)                     ETag-conditional write (a `creating` row finished)
         get(tenant_id, ticket_id)           one ticket, or None (also for ids of another shape)
-        page(tenant_id, ...)                newest first, filters type/state, top, continuation
+        page(tenant_id, ...)                newest first, filters type/state/flag, top, continuation
         every_ticket(tenant_id, ...)        every ticket of a tenant, newest first
-        count_by_state(tenant_id)           (type, state) -> count, for the summary cards
+        count_by_state(tenant_id)           counts by (type, state) and (type, flag), for the cards
         sync_index(tenant_id)               the few columns the sync compares, by ticket id
         apply_state_changes(tenant_id, changes)
                                             merge new states in transactions of <= 100 rows
@@ -34,6 +34,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
+from pydantic.alias_generators import to_pascal
 
 from shared.errors import BadRequest
 from shared.models import TicketType
@@ -45,6 +46,7 @@ from shared.records import (
     TicketStateChange,
     TicketSyncEntry,
 )
+from shared.remediation_models import FLAG_FIELDS, RemediationFlag, TicketCounts
 from shared.stores.tables import (
     TableStore,
     create_entity,
@@ -93,10 +95,12 @@ class TicketRepository:
         *,
         type: TicketType | None = None,
         state: str | None = None,
+        flag: RemediationFlag | None = None,
         top: int = 50,
         continuation_token: str | None = None,
     ) -> tuple[list[Ticket], str | None]:
         """One page of the tenant's tickets, newest first, and the token of the next (None at the end).
+        `flag` keeps the tickets whose remediation flag is set (a row without the column has none).
 
         Table Storage may return fewer than `top` rows with a token (a filter that skips many
         rows, or a partition boundary), so a short page is not the last one: only a None token is.
@@ -105,7 +109,7 @@ class TicketRepository:
             BadRequest: the continuation token is not one this method issued for this tenant.
         """
         table = await self._store.table(TICKETS)
-        query_filter, parameters = _filter(tenant_id, type, state)
+        query_filter, parameters = _filter(tenant_id, type, state, flag)
         resume = decode_continuation(continuation_token, tenant_id) if continuation_token else None
         with storage_errors(f"list {TICKETS}"):
             entities = table.query_entities(query_filter, parameters=parameters, results_per_page=top)
@@ -121,21 +125,28 @@ class TicketRepository:
     async def every_ticket(self, tenant_id: str, *, type: TicketType | None = None) -> AsyncIterator[Ticket]:
         """Every ticket of the tenant, newest first."""
         table = await self._store.table(TICKETS)
-        query_filter, parameters = _filter(tenant_id, type, None)
+        query_filter, parameters = _filter(tenant_id, type, None, None)
         async for entity in query(table, query_filter, parameters):
             yield from_entity(Ticket, entity, frozenset())
 
-    async def count_by_state(self, tenant_id: str) -> dict[tuple[str, str], int]:
-        """(type, state) -> number of tickets, reading only those two columns."""
+    async def count_by_state(self, tenant_id: str) -> TicketCounts:
+        """Tickets by (type, state) and by (type, flag set), reading only those columns."""
         table = await self._store.table(TICKETS)
-        counts: dict[tuple[str, str], int] = {}
+        states: dict[tuple[str, str], int] = {}
+        flags: dict[tuple[str, RemediationFlag], int] = {}
         with storage_errors(f"list {TICKETS}"):
             async for entity in table.query_entities(
-                "PartitionKey eq @tenant", parameters={"tenant": tenant_id}, select=["Type", "State"]
+                "PartitionKey eq @tenant",
+                parameters={"tenant": tenant_id},
+                select=["Type", "State", *_FLAG_COLUMNS.values()],
             ):
-                key = (str(entity.get("Type")), str(entity.get("State")))
-                counts[key] = counts.get(key, 0) + 1
-        return counts
+                kind = str(entity.get("Type"))
+                key = (kind, str(entity.get("State")))
+                states[key] = states.get(key, 0) + 1
+                for flag, column in _FLAG_COLUMNS.items():
+                    if entity.get(column) is True:
+                        flags[(kind, flag)] = flags.get((kind, flag), 0) + 1
+        return TicketCounts(states=states, flags=flags)
 
     async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
         return await _sync_index(self._store, tenant_id)
@@ -231,7 +242,9 @@ class TicketRepository:
         return None
 
 
-def _filter(tenant_id: str, type: TicketType | None, state: str | None) -> tuple[str, dict[str, Any]]:
+def _filter(
+    tenant_id: str, type: TicketType | None, state: str | None, flag: RemediationFlag | None
+) -> tuple[str, dict[str, Any]]:
     clauses, parameters = ["PartitionKey eq @tenant"], {"tenant": tenant_id}
     if type is not None:
         clauses.append("Type eq @type")
@@ -239,6 +252,8 @@ def _filter(tenant_id: str, type: TicketType | None, state: str | None) -> tuple
     if state is not None:
         clauses.append("State eq @state")
         parameters["state"] = state
+    if flag is not None:
+        clauses.append(f"{_FLAG_COLUMNS[flag]} eq true")  # a column name from our table, never input
     return " and ".join(clauses), parameters
 
 
@@ -294,6 +309,7 @@ _ACTION_COLUMNS = [
     "State",
     "Status",
 ]
+_FLAG_COLUMNS: dict[RemediationFlag, str] = {flag: to_pascal(name) for flag, name in FLAG_FIELDS.items()}
 _SYNC_COLUMNS = ["RowKey", "Type", "SysId", "State", "CreatedAt", "DeletedInServicenowAt"]
 
 

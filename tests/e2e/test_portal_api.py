@@ -21,6 +21,7 @@ ROUTES = [
     ("PUT", "/api/provisioning"),
     ("POST", "/api/provisioning/authorize"),
     ("PUT", "/api/provisioning/state-names"),
+    ("PUT", "/api/provisioning/secure-score"),
     ("DELETE", "/api/provisioning"),
     ("POST", "/api/sync"),
 ]

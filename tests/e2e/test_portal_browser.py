@@ -1,7 +1,9 @@
 """The portal in a real browser (Chromium through Playwright) against the stack: sign in, connect
 through the simulator's consent page, share an improvement action, watch its state change after a
-sync, rename a state, test, re-authorize and remove the connection; and a bad value is explained
-next to its field. Each screen is saved to `docs/screenshots/` (the README shows them).
+sync, rename a state, test, re-authorize and remove the connection; a bad value is explained next
+to its field; and the Secure Score check's flags lead from the home card to the flagged tickets and
+the ticket's remediation, and the write-back switch is set. Each screen is saved to
+`docs/screenshots/` (the README shows them).
 
 Skipped when `/usr/bin/chromium` or the `playwright` package is missing (`make test` says so).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,10 @@ import pytest
 import pytest_asyncio
 
 from shared.settings import get_settings
+from tests.e2e import api
 from tests.e2e.conftest import REPO_ROOT, Stack
 from tests.e2e.sync_api import update_record
+from tests.e2e.tickets_api import connected_tenant, create, ticket_body
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
@@ -177,3 +182,76 @@ async def test_a_bad_value_is_explained_next_to_its_field(stack: Stack, page: An
     await expect(message).to_have_text(problem["message"])
     await expect(page.get_by_role("alert")).to_contain_text("request id")
     await shot(page, "servicenow-configuration-error")
+
+
+async def test_remediation_flags_lead_from_the_home_card_to_the_ticket(stack: Stack, page: Any) -> None:
+    stack.portal_url = f"{stack.url}/api/portal"  # where `page` has the callback return (connected by API)
+    tenant = await connected_tenant(stack)
+    action = {"improvementActionId": "AdminMFAV2", "recommendationSource": "microsoft"}
+    closed = (await create(stack, tenant, ticket_body(name="Require MFA for admins", **action))).json()
+    await create(stack, tenant, ticket_body(name="Block legacy sign-in"))
+    device = (
+        await create(stack, tenant, ticket_body(name="Onboard devices", improvementActionId="scid_2000"))
+    ).json()
+    checked = datetime.now(UTC).replace(microsecond=0)
+    # The daily check's verdict, written onto the rows as it stores them.
+    await stack.merge_row("tickets", {
+        "PartitionKey": tenant, "RowKey": closed["id"], "State": "7", "ClosedAt": checked - timedelta(days=8),
+        "RemediationStatus": "in_progress", "RemediationScore": 0.0, "RemediationMaxScore": 10.0,
+        "RemediationCheckedAt": checked, "ClosedWithoutRemediation": True,
+        "WriteBackComment": f"ServiceNow incident {closed['number']} (Closed): {closed['url']}",
+        "WriteBackAt": checked - timedelta(days=8),
+    })  # fmt: skip
+    await stack.merge_row("tickets", {
+        "PartitionKey": tenant, "RowKey": device["id"],
+        "WriteBackError": "Device controls (scid_) cannot be updated through Microsoft Graph.",
+    })  # fmt: skip
+
+    await sign_in(page, stack, tenant)
+    incidents = card(page, "Incident management")
+    flags = incidents.get_by_role("list", name="Remediation flags")
+    flagged = flags.get_by_role("link", name=re.compile("Closed without remediation"))
+    await expect(flagged).to_have_text(re.compile(r"^1\s+Closed without remediation$"))
+    await expect(flags.get_by_role("link", name=re.compile("Regressed"))).to_have_text(
+        re.compile(r"^0\s+Regressed$")
+    )
+    await shot(page, "home-remediation-flags")
+
+    await flagged.click()
+    await expect(page.get_by_label("Remediation flag")).to_have_value("closedWithoutRemediation")
+    rows = page.get_by_role("table", name="Tickets").get_by_role("row")
+    await expect(rows).to_have_count(2)  # the header and the one flagged ticket
+    row = rows.filter(has=page.get_by_role("link", name=closed["number"]))
+    await expect(row).to_contain_text("In progress")
+    await expect(row.locator(".badge")).to_have_text("Closed without remediation")
+    await shot(page, "tickets-flagged")
+
+    await row.get_by_role("link", name="Require MFA for admins").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Require MFA for admins")
+    remediation = page.get_by_role("region", name="Secure Score remediation")
+    await expect(remediation).to_contain_text("In progress")
+    await expect(remediation).to_contain_text("0 of 10")
+    await expect(remediation.get_by_role("list", name="Remediation flags")).to_contain_text(
+        "Closed without remediation"
+    )
+    await expect(remediation).to_contain_text(f"ServiceNow incident {closed['number']} (Closed)")
+    await shot(page, "ticket-remediation")
+
+    await page.goto(f"{stack.url}/api/portal#/ticket?id={device['id']}")
+    device_view = page.get_by_role("region", name="Secure Score remediation")
+    await expect(device_view).to_contain_text("Not checked yet")
+    await expect(device_view).to_contain_text("Device controls (scid_) cannot be updated")
+
+    await page.get_by_role("navigation").get_by_role("link", name="Home").click()
+    await incidents.get_by_role("link", name="Manage ServiceNow configuration").click()
+    switch = page.get_by_role("switch", name="Write ticket states back to Secure Score")
+    await expect(switch).not_to_be_checked()
+    section = page.get_by_role("region", name="Secure Score", exact=True)
+    await expect(section).to_contain_text("SecurityEvents.ReadWrite.All")
+    await switch.click()
+    await expect(page.get_by_text("Write-back is on.")).to_be_visible()
+    await expect(switch).to_be_checked()
+    assert (await api.status(stack, tenant))["secureScore"]["writeBack"] is True
+    await section.screenshot(path=str(SCREENSHOTS / "secure-score-switch.png"))  # the card: the page is long
+    await page.reload()
+    await expect(page.get_by_role("switch", name="Write ticket states back to Secure Score")).to_be_checked()

@@ -31,11 +31,11 @@ from tests.e2e.tickets_api import (
 pytestmark = pytest.mark.e2e
 
 # DESIGN.md section 4's ticket, plus deletedInServiceNowAt (set when the sync finds the record gone),
-# status (`creating`, `created`, `failed`) and failureReason.
+# status (`creating`, `created`, `failed`), failureReason and remediation (the Secure Score check).
 TICKET_FIELDS = {
     "id", "type", "number", "sysId", "url", "state", "stateName", "name", "description", "priority",
     "dueDate", "recommendationSource", "recommendationCategory", "improvementActionId", "createdBy",
-    "createdAt", "stateUpdatedAt", "deletedInServiceNowAt", "status", "failureReason",
+    "createdAt", "stateUpdatedAt", "deletedInServiceNowAt", "status", "failureReason", "remediation",
 }  # fmt: skip
 
 

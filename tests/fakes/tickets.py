@@ -46,6 +46,7 @@ from shared.records import (
     TicketStateChange,
     TicketSyncEntry,
 )
+from shared.remediation_models import FLAG_FIELDS, RemediationFlag, TicketCounts
 
 _etags = (f'W/"t{n}"' for n in itertools.count(1))
 _MATRIX = {(i, u): min(5, i + u - 1) for i in (1, 2, 3) for u in (1, 2, 3)}  # ServiceNow's default
@@ -84,6 +85,7 @@ class InMemoryTickets:
         *,
         type: TicketType | None = None,
         state: str | None = None,
+        flag: RemediationFlag | None = None,
         top: int = 50,
         continuation_token: str | None = None,
     ) -> tuple[list[Ticket], str | None]:
@@ -91,17 +93,27 @@ class InMemoryTickets:
             (t for (tenant, _), t in self.rows.items() if tenant == tenant_id),
             key=lambda t: t.ticket_id,
         )
-        rows = [t for t in rows if (type is None or t.type == type) and (state is None or t.state == state)]
+        rows = [
+            t
+            for t in rows
+            if (type is None or t.type == type)
+            and (state is None or t.state == state)
+            and (flag is None or getattr(t, FLAG_FIELDS[flag]))
+        ]
         start = int(continuation_token or 0)
         following = str(start + top) if start + top < len(rows) else None
         return rows[start : start + top], following
 
-    async def count_by_state(self, tenant_id: str) -> dict[tuple[str, str], int]:
-        counts: dict[tuple[str, str], int] = {}
+    async def count_by_state(self, tenant_id: str) -> TicketCounts:
+        states: dict[tuple[str, str], int] = {}
+        flags: dict[tuple[str, RemediationFlag], int] = {}
         for (tenant, _), ticket in self.rows.items():
             if tenant == tenant_id:
-                counts[(ticket.type, ticket.state)] = counts.get((ticket.type, ticket.state), 0) + 1
-        return counts
+                states[(ticket.type, ticket.state)] = states.get((ticket.type, ticket.state), 0) + 1
+                for flag, name in FLAG_FIELDS.items():
+                    if getattr(ticket, name):
+                        flags[(ticket.type, flag)] = flags.get((ticket.type, flag), 0) + 1
+        return TicketCounts(states=states, flags=flags)
 
     async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
         return {

@@ -4,13 +4,7 @@ one table. What a process writes it sees at once; another's write within the cac
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
-import pytest
-from azure.data.tables.aio import TableServiceClient
-
-from localdev.azurite import AzuriteEndpoints
 from shared.models import ConnectionStatus
 from shared.stores.connections import CONNECTION_CACHE_TTL_S, ConnectionRepository
 from shared.stores.tables import TableStore
@@ -25,14 +19,6 @@ class Ticking:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def store(azurite: AzuriteEndpoints) -> AsyncIterator[TableStore]:
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    table_store = TableStore(service, table_prefix=f"c{uuid.uuid4().hex[:8]}")
-    yield table_store
-    await table_store.aclose()
 
 
 async def test_a_process_sees_its_own_removal_and_reauthorization_at_once(store: TableStore) -> None:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from azure.data.tables.aio import TableServiceClient
 
-from localdev.azurite import AzuriteEndpoints
 from shared.errors import PreconditionFailed
 from shared.models import ConnectionStatus
 from shared.records import Connection, OAuthState
@@ -18,14 +14,6 @@ from shared.stores.connections import ConnectionRepository, OAuthStateRepository
 from shared.stores.tables import TableStore
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(azurite: AzuriteEndpoints) -> AsyncIterator[TableStore]:
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    table_store = TableStore(service, table_prefix=f"t{uuid.uuid4().hex[:8]}")
-    yield table_store
-    await table_store.aclose()
 
 
 def connection(tenant: str, **changes: object) -> Connection:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from azure.data.tables.aio import TableServiceClient
 
-from localdev.azurite import AzuriteEndpoints
 from shared.errors import BadRequest, PreconditionFailed
 from shared.models import TicketType
 from shared.records import IdempotencyRecord, Ticket, TicketStateChange, new_ticket_id
@@ -19,14 +15,6 @@ from shared.stores.tables import TableStore
 from shared.stores.tickets import TicketRepository
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(azurite: AzuriteEndpoints) -> AsyncIterator[TableStore]:
-    service = TableServiceClient.from_connection_string(azurite.connection_string)
-    table_store = TableStore(service, table_prefix=f"t{uuid.uuid4().hex[:8]}")
-    yield table_store
-    await table_store.aclose()
 
 
 def ticket(tenant: str, ticket_id: str, type: TicketType = "incident", state: str = "1") -> Ticket:
@@ -88,7 +76,7 @@ async def test_state_changes_apply_in_batches_and_report_missing_rows(store: Tab
     changes = [TicketStateChange(ticket_id, "2", later, "2026-06-01 13:00:00") for ticket_id in ids]
     result = await repo.apply_state_changes("t1", changes)
     assert (result.applied, result.missing) == (150, ())
-    assert await repo.count_by_state("t1") == {("incident", "2"): 150}
+    assert (await repo.count_by_state("t1")).states == {("incident", "2"): 150}
     moved = await repo.get("t1", ids[0])
     assert moved is not None
     assert (moved.state, moved.state_updated_at, moved.servicenow_updated_on) == (

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from functions._http import validate
+from shared.action_models import ImprovementActionQuery
 from shared.errors import BadRequest, DependencyNotConfigured, UpstreamUnavailable
-from shared.models import ConnectionStatus, ImprovementAction, ImprovementActionQuery
+from shared.models import ConnectionStatus, ImprovementAction
 from shared.records import Connection, Ticket, new_ticket_id
 from shared.services.improvement_actions import ImprovementActionsService
 from tests.fakes.clock import FakeClock

@@ -208,6 +208,30 @@ def test_the_additions_since_the_first_contract_are_documented() -> None:
     assert codes("cors_preflight", "403") == {"forbidden_origin"}
 
 
+def test_remediation_and_the_secure_score_switch_are_documented() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    assert "remediation" in schemas["TicketView"]["properties"]
+    assert set(schemas["RemediationView"]["properties"]) == {
+        "status", "score", "maxScore", "checkedAt", "completedAt", "closedAt", "flags", "writeBack",
+    }  # fmt: skip
+    flags = {"closedWithoutRemediation", "remediatedWhileOpen", "regressed"}
+    assert set(schemas["RemediationFlags"]["properties"]) == flags
+    assert set(schemas["FlagCounts"]["properties"]) == flags
+    assert "flags" in schemas["TicketTypeSummary"]["required"]
+    assert set(schemas["SecureScoreView"]["properties"]) == {"writeBack", "checkedAt", "pausedUntil"}
+    assert "secureScore" in schemas["ConnectionView"]["properties"]
+    [flag] = [p for p in OPS["tickets_list"][2]["parameters"] if p.get("name") == "flag"]
+    assert set(flag["schema"]["enum"]) == flags
+    path, method, switch = OPS["provisioning_secure_score"]
+    assert (path, method, switch["x-required-roles"]) == (
+        "/api/provisioning/secure-score",
+        "put",
+        ["Connector.Admin"],
+    )
+    assert "SecurityEvents.ReadWrite.All" in switch["description"]
+    assert "connection_not_ready" in json.dumps(switch["responses"]["409"])
+
+
 def test_security_schemes_cover_easy_auth_and_the_local_principal() -> None:
     schemes = DOCUMENT["components"]["securitySchemes"]
     flow = schemes["entraId"]["flows"]["authorizationCode"]

@@ -14,7 +14,6 @@ from shared.remediation import (
     Remediation,
     RemediationFlags,
     RemediationStatus,
-    latest_state,
     next_remediation,
     remediation_flags,
     remediation_status,
@@ -55,21 +54,6 @@ def test_status_from_points_state_and_deprecation(
     score: float | None, max_score: float | None, state: str | None, deprecated: bool, expected: S
 ) -> None:
     assert remediation_status(score, max_score, state, deprecated) is expected
-
-
-@pytest.mark.parametrize(
-    ("updates", "expected"),
-    [
-        ([], None),
-        ([{"state": "Reviewed"}, {"state": "ThirdParty"}], "ThirdParty"),  # the newest is the last
-        ([{"state": "ThirdParty"}, {"comment": "no state"}], None),
-        ([{"state": ""}], None),
-        (["not an object"], None),
-        ([{"state": 3}], None),
-    ],
-)
-def test_latest_state_is_the_last_update(updates: list[object], expected: str | None) -> None:
-    assert latest_state(updates) == expected
 
 
 def check(previous: Remediation | None, status: S, at: datetime, score: float = 5.0) -> Remediation:

@@ -5,7 +5,7 @@ import { renderActions } from "./actions.js";
 import { renderHome } from "./home.js";
 import { renderSetup } from "./setup.js";
 import { renderAccount, signedIn } from "./signin.js";
-import { renderCreate, renderTickets } from "./tickets.js";
+import { renderCreate, renderTicket, renderTickets } from "./tickets.js";
 import { errorBox, h } from "./ui.js";
 
 const SCREENS = {
@@ -13,6 +13,7 @@ const SCREENS = {
   setup: renderSetup,
   actions: renderActions,
   tickets: renderTickets,
+  ticket: renderTicket,
   create: renderCreate,
 };
 const main = document.getElementById("main");

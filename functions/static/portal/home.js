@@ -1,7 +1,8 @@
-// Home: the connection card, or one card per ticket type with counts by state and recent tickets.
+// Home: the connection card, or one card per ticket type with counts by state, the remediation
+// flags (each a link to the tickets carrying it) and recent tickets.
 
 import { api } from "./api.js";
-import { errorBox, formatDate, h, ticketLink } from "./ui.js";
+import { FLAG_HELP, FLAG_NAMES, errorBox, formatDate, h, ticketLink } from "./ui.js";
 
 const CARDS = [
   ["incident", "ServiceNow Incident management"],
@@ -66,6 +67,7 @@ function ticketCard(type, title, summary, tickets) {
     h("h2", { id, text: title }),
     h("p", { class: "total", text: `${summary.total} ticket${summary.total === 1 ? "" : "s"}` }),
     h("ul", { class: "counts", "aria-label": "Tickets by state" }, counts),
+    flagCounts(type, summary.flags || {}),
     recent.length
       ? h(
           "table",
@@ -82,6 +84,18 @@ function ticketCard(type, title, summary, tickets) {
       h("a", { href: "#/setup" }, "Manage ServiceNow configuration"),
     ),
   );
+}
+
+function flagCounts(type, flags) {
+  const items = Object.entries(FLAG_NAMES).map(([flag, name]) => {
+    const count = flags[flag] || 0;
+    return h(
+      "li",
+      { class: count ? "flagged" : null },
+      h("a", { href: `#/tickets?type=${type}&flag=${flag}`, title: FLAG_HELP[flag] }, h("span", { class: "count" }, String(count)), ` ${name}`),
+    );
+  });
+  return h("ul", { class: "counts flags", "aria-label": "Remediation flags" }, items);
 }
 
 function syncBar(status, context) {

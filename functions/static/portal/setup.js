@@ -1,5 +1,5 @@
 // ServiceNow configuration: connect (save, then authorize in ServiceNow), status, test, state
-// names, remove.
+// names, the Secure Score write-back switch, remove.
 
 import { api } from "./api.js";
 import { attention } from "./home.js";
@@ -39,7 +39,7 @@ export async function renderSetup(main, context) {
   if (banner) main.append(banner);
   main.append(statusSection(status), connectionForm(status));
   if (status.status === "not_configured") return;
-  main.append(testSection(), stateNamesSection(status, context), removeSection());
+  main.append(testSection(), stateNamesSection(status, context), secureScoreSection(status), removeSection());
 }
 
 function outcomeMessage({ result, reason }) {
@@ -189,6 +189,41 @@ function stateNamesSection(status, context) {
   });
   form.append(h("button", { type: "submit", class: "primary" }, "Save state names"), box);
   return form;
+}
+
+function secureScoreSection(status) {
+  const secureScore = status.secureScore || {};
+  const toggle = h("input", { type: "checkbox", role: "switch", id: "write-back", "aria-describedby": "write-back-hint", checked: Boolean(secureScore.writeBack) });
+  const box = h("div", { "aria-live": "polite" });
+  const facts = [
+    ["Last check", secureScore.checkedAt ? formatDate(secureScore.checkedAt) : "Not yet"],
+    ["Paused until", secureScore.pausedUntil && `${formatDate(secureScore.pausedUntil)} (Microsoft Graph asked us to wait; ServiceNow syncs go on)`],
+  ].filter(([, value]) => value);
+  toggle.addEventListener("change", async () => {
+    const wanted = toggle.checked;
+    toggle.disabled = true;
+    box.replaceChildren();
+    try {
+      const saved = await api("PUT", "provisioning/secure-score", { body: { writeBack: wanted } });
+      toggle.checked = Boolean(saved.secureScore && saved.secureScore.writeBack);
+      box.replaceChildren(h("p", { class: "hint", role: "status", text: toggle.checked ? "Write-back is on." : "Write-back is off." }));
+    } catch (error) {
+      toggle.checked = !wanted;
+      box.replaceChildren(errorBox(error));
+    } finally {
+      toggle.disabled = false;
+    }
+  });
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "secure-score-title" },
+    h("h2", { id: "secure-score-title", text: "Secure Score" }),
+    h("p", { class: "hint", text: "Once a day the connector checks in Microsoft Secure Score whether each ticket's improvement action got done, and flags tickets closed without remediation, actions done while their ticket is open, and actions that regressed." }),
+    h("dl", { class: "facts" }, facts.map(([name, value]) => [h("dt", { text: name }), h("dd", { text: value })])),
+    h("div", { class: "switch" }, toggle, h("label", { for: toggle.id, text: "Write ticket states back to Secure Score" })),
+    h("p", { class: "hint", id: "write-back-hint", text: "Adds a comment with the ServiceNow number, link and state to the improvement action in Secure Score when a ticket is made and when its state changes; the action's own status is left as it is. Device actions cannot be written to. Needs the Microsoft Graph application permission SecurityEvents.ReadWrite.All on the connector's Graph app registration, granted with admin consent in your tenant; without it each ticket shows the write-back error." }),
+    box,
+  );
 }
 
 function removeSection() {

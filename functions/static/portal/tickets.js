@@ -1,50 +1,59 @@
-// All tickets (filters and paging) and the empty ticket form.
+// All tickets (filters and paging), one ticket with what Secure Score says of its action, and the
+// empty ticket form.
 
 import { api } from "./api.js";
 import { ticketForm } from "./ticket-form.js";
-import { TYPE_NAMES, formatDate, h, hashQuery, select, ticketLink } from "./ui.js";
+import { FLAG_HELP, FLAG_NAMES, TYPE_NAMES, flagBadges, formatDate, h, hashQuery, remediationName, select, ticketLink } from "./ui.js";
 
 const PAGE_SIZE = 20;
+// Written on the ticket instead of an error when its action is a device control (`scid_...`).
+const DEVICE_CONTROL = /^scid_/;
 
 export async function renderTickets(main) {
   const query = hashQuery();
   const type = query.get("type") || "";
   const state = query.get("state") || "";
+  const flag = FLAG_NAMES[query.get("flag")] ? query.get("flag") : "";
   main.append(h("h1", { text: "All tickets" }));
   const status = await api("GET", "provisioning");
   const typeFilter = select("type", [["", "All types"], ...Object.entries(TYPE_NAMES)], type);
   const names = type ? Object.entries((status.stateNames || {})[type] || {}) : [];
   const stateFilter = select("state", [["", "All states"], ...names], state);
+  const flagFilter = select("flag", [["", "Any"], ...Object.entries(FLAG_NAMES)], flag);
   stateFilter.disabled = !type;
   typeFilter.id = "type-filter";
   stateFilter.id = "state-filter";
+  flagFilter.id = "flag-filter";
   const go = (next) => {
     const params = new URLSearchParams(Object.entries(next).filter(([, value]) => value));
     location.hash = `#/tickets${params.size ? `?${params}` : ""}`;
   };
-  typeFilter.addEventListener("change", () => go({ type: typeFilter.value }));
-  stateFilter.addEventListener("change", () => go({ type, state: stateFilter.value }));
+  typeFilter.addEventListener("change", () => go({ type: typeFilter.value, flag }));
+  stateFilter.addEventListener("change", () => go({ type, state: stateFilter.value, flag }));
+  flagFilter.addEventListener("change", () => go({ type, state, flag: flagFilter.value }));
   main.append(
     h("div", { class: "filters" },
       h("label", { for: typeFilter.id, text: "Type" }), typeFilter,
       h("label", { for: stateFilter.id, text: "State" }), stateFilter,
+      h("label", { for: flagFilter.id, text: "Remediation flag" }), flagFilter,
       h("a", { class: "button", href: `#/create${type ? `?type=${type}` : ""}` }, "Create a ticket")),
   );
+  if (flag) main.append(h("p", { class: "hint", text: FLAG_HELP[flag] }));
   const body = h("tbody");
   const pager = h("div", { class: "actions" });
+  const columns = ["Number", "Type", "Name", "Created by", "Due date", "State", "Remediation", "Last update"];
   main.append(
     h("table", { class: "grid", "aria-label": "Tickets" },
-      h("thead", {}, h("tr", {}, ["Number", "Type", "Name", "Created by", "Due date", "State", "Last update"].map((name) => h("th", { scope: "col", text: name })))),
+      h("thead", {}, h("tr", {}, columns.map((name) => h("th", { scope: "col", text: name })))),
       body),
     pager,
   );
-  await showPage(body, pager, { type, state }, [""]);
+  await showPage(body, pager, { type, state, flag }, [""]);
 }
 
 async function showPage(body, pager, filters, tokens) {
   const params = new URLSearchParams({ top: String(PAGE_SIZE) });
-  if (filters.type) params.set("type", filters.type);
-  if (filters.state) params.set("state", filters.state);
+  for (const name of ["type", "state", "flag"]) if (filters[name]) params.set(name, filters[name]);
   const token = tokens[tokens.length - 1];
   if (token) params.set("continuationToken", token);
   const page = await api("GET", `tickets?${params}`);
@@ -52,18 +61,86 @@ async function showPage(body, pager, filters, tokens) {
     ...page.items.map((ticket) => h("tr", {},
       h("td", {}, ticketLink(ticket)),
       h("td", { text: TYPE_NAMES[ticket.type] || ticket.type }),
-      h("td", { text: ticket.name }),
+      h("td", {}, h("a", { href: `#/ticket?id=${encodeURIComponent(ticket.id)}` }, ticket.name)),
       h("td", { text: ticket.createdBy }),
       h("td", { text: ticket.dueDate }),
       h("td", { text: ticket.stateName || "—" }),
+      h("td", { class: "remediation" }, ticket.remediation ? remediationName(ticket.remediation) : "—", flagBadges(ticket)),
       h("td", { text: formatDate(ticket.stateUpdatedAt || ticket.createdAt) }))),
   );
-  if (!page.items.length) body.append(h("tr", {}, h("td", { colspan: 7, text: "No tickets." })));
+  if (!page.items.length) body.append(h("tr", {}, h("td", { colspan: 8, text: "No tickets." })));
   const previous = h("button", { type: "button", disabled: tokens.length < 2 }, "Previous page");
   const next = h("button", { type: "button", disabled: !page.continuationToken }, "Next page");
   previous.addEventListener("click", () => showPage(body, pager, filters, tokens.slice(0, -1)));
   next.addEventListener("click", () => showPage(body, pager, filters, [...tokens, page.continuationToken]));
   pager.replaceChildren(previous, next);
+}
+
+export async function renderTicket(main) {
+  const id = hashQuery().get("id") || "";
+  const ticket = await api("GET", `tickets/${encodeURIComponent(id)}`);
+  main.append(h("h1", { text: ticket.name }));
+  const facts = [
+    ["Number", ticketLink(ticket)],
+    ["Type", TYPE_NAMES[ticket.type] || ticket.type],
+    ["State", ticket.deletedInServiceNowAt ? `Deleted in ServiceNow (last state: ${ticket.stateName || "—"})` : ticket.stateName || "—"],
+    ["Priority", String(ticket.priority)],
+    ["Due date", ticket.dueDate],
+    ["Created by", `${ticket.createdBy}, ${formatDate(ticket.createdAt)}`],
+    ["Last update", formatDate(ticket.stateUpdatedAt)],
+    ["Improvement action", ticket.improvementActionId || "None"],
+  ];
+  main.append(
+    h("section", { class: "card", "aria-labelledby": "ticket-title" },
+      h("h2", { id: "ticket-title", text: "Ticket" }),
+      h("dl", { class: "facts" }, facts.map(([name, value]) => [h("dt", { text: name }), h("dd", {}, value)]))),
+    remediationSection(ticket),
+  );
+}
+
+function remediationSection(ticket) {
+  const section = h("section", { class: "card", "aria-labelledby": "remediation-title" }, h("h2", { id: "remediation-title", text: "Secure Score remediation" }));
+  const remediation = ticket.remediation;
+  if (!remediation) {
+    const why = ticket.improvementActionId
+      ? "Not checked yet: Secure Score is checked once a day."
+      : "This ticket was not made from an improvement action, so Secure Score says nothing about it.";
+    section.append(h("p", { class: "hint", text: why }));
+    return section;
+  }
+  const points = remediation.maxScore === null || remediation.maxScore === undefined ? "—" : `${remediation.score ?? "—"} of ${remediation.maxScore}`;
+  const facts = [
+    ["Status", remediationName(remediation)],
+    ["Points", points],
+    ["Checked", formatDate(remediation.checkedAt)],
+    ["First seen completed", formatDate(remediation.completedAt)],
+    ["Ticket closed", formatDate(remediation.closedAt)],
+  ];
+  section.append(h("dl", { class: "facts" }, facts.map(([name, value]) => [h("dt", { text: name }), h("dd", { text: value })])));
+  const flags = Object.keys(FLAG_NAMES).filter((flag) => remediation.flags[flag]);
+  if (flags.length) {
+    section.append(h("ul", { class: "flag-list", "aria-label": "Remediation flags" },
+      flags.map((flag) => h("li", {}, h("span", { class: `badge ${flag}` }, FLAG_NAMES[flag]), ` ${FLAG_HELP[flag]}`))));
+  }
+  section.append(writeBackPart(ticket, remediation.writeBack));
+  return section;
+}
+
+function writeBackPart(ticket, writeBack) {
+  const part = h("div", { class: "write-back" }, h("h3", { text: "Written back to Secure Score" }));
+  if (!writeBack) {
+    part.append(h("p", { class: "hint", text: "Nothing written yet (the write-back is switched on in ServiceNow configuration)." }));
+    return part;
+  }
+  if (writeBack.comment) {
+    part.append(h("p", {}, "Comment on the control: ", h("q", { text: writeBack.comment }), writeBack.writtenAt ? ` (${formatDate(writeBack.writtenAt)})` : ""));
+  }
+  if (writeBack.error && DEVICE_CONTROL.test(ticket.improvementActionId || "")) {
+    part.append(h("p", { class: "hint", text: writeBack.error }));
+  } else if (writeBack.error) {
+    part.append(h("div", { class: "message error" }, h("p", { text: `The last write-back failed: ${writeBack.error}` }), h("p", { text: "It is tried again with the next check." })));
+  }
+  return part;
 }
 
 export async function renderCreate(main) {

@@ -94,3 +94,34 @@ export function hashQuery() {
   const query = location.hash.split("?")[1] || "";
   return new URLSearchParams(query);
 }
+
+// Secure Score's verdict on a ticket's improvement action (GET /api/tickets: `remediation`).
+export const FLAG_NAMES = {
+  closedWithoutRemediation: "Closed without remediation",
+  remediatedWhileOpen: "Remediated while open",
+  regressed: "Regressed",
+};
+export const FLAG_HELP = {
+  closedWithoutRemediation: "ServiceNow closed the ticket, but Secure Score still does not award the action's points after the grace period.",
+  remediatedWhileOpen: "Secure Score shows the action done while the ticket is still open in ServiceNow.",
+  regressed: "The action was done before and has since lost points: open a new ticket for it.",
+};
+const REMEDIATION_NAMES = {
+  completed: "Completed",
+  resolved_by_exception: "Resolved by exception",
+  in_progress: "In progress",
+  unknown: "Unknown",
+  not_applicable: "Not applicable",
+};
+
+export function remediationName(remediation) {
+  if (!remediation || !remediation.status) return "Not checked yet";
+  return REMEDIATION_NAMES[remediation.status] || remediation.status;
+}
+
+export function flagBadges(ticket) {
+  const flags = (ticket.remediation && ticket.remediation.flags) || {};
+  return Object.keys(FLAG_NAMES)
+    .filter((flag) => flags[flag])
+    .map((flag) => h("span", { class: `badge ${flag}`, title: FLAG_HELP[flag] }, FLAG_NAMES[flag]));
+}
