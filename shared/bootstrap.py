@@ -206,6 +206,7 @@ class Container:
                 servicenow=self.servicenow_tables,
                 actions=self.graph,
                 queue=self.ticket_queue,
+                created_hook=self.remediation_check,
             ),
         )
 

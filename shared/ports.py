@@ -184,6 +184,13 @@ class IdempotencyClaims(Protocol):
         ...
 
 
+class TicketCreatedHook(Protocol):
+    """Told of each ticket a request made with its ServiceNow record (the Secure Score write-back).
+    It never raises: what it does is not part of the create."""
+
+    async def ticket_created(self, connection: Connection, ticket: Ticket) -> None: ...
+
+
 class MessageQueue(Protocol):
     """One Storage queue that services put text messages on."""
 

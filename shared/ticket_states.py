@@ -5,6 +5,7 @@ Codes are strings, as ServiceNow sends them. Change requests use the current sta
 
 from __future__ import annotations
 
+import re
 from types import MappingProxyType
 
 INCIDENT = "incident"
@@ -65,7 +66,7 @@ def labels_from_choices(rows: list[dict[str, str]]) -> StateLabels:
 CLOSED_STATE_CODES = MappingProxyType(
     {INCIDENT: frozenset({"6", "7", "8"}), CHANGE_REQUEST: frozenset({"3", "4"})}
 )
-_CLOSED_LABEL_WORDS = ("resolved", "closed", "cancelled", "canceled", "complete")
+_CLOSED_LABEL = re.compile(r"\b(resolved|closed|cancell?ed|completed?)\b", re.IGNORECASE)
 
 
 def closed_state(table: str, code: str, labels: StateLabels | None = None) -> bool:
@@ -76,5 +77,5 @@ def closed_state(table: str, code: str, labels: StateLabels | None = None) -> bo
         return True
     if code in DEFAULT_STATE_LABELS.get(table, {}):
         return False
-    label = (labels or {}).get(table, {}).get(code, "").lower()
-    return any(word in label for word in _CLOSED_LABEL_WORDS)
+    label = (labels or {}).get(table, {}).get(code, "")
+    return _CLOSED_LABEL.search(label) is not None

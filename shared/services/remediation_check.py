@@ -45,6 +45,12 @@ history and has no idempotency key, so sending again when unsure would add entri
    comment on Graph. (Only when someone else changed the control in between is ours sent again.)
 5. Runs of one tenant never overlap: they happen inside its sync run, under the sync's lease.
 
+**At creation** a ticket made for an improvement action is written back in its request
+(`ticket_created`, at most `CREATED_WRITE_BACK_S`), when the tenant turned write-back on: that
+runs outside the sync's lease, so if the tenant's daily check reads the new row in the same
+moment, both may send the same comment (one extra history entry on the control; never a wrong
+one). Anything it could not do, the daily check does.
+
 **The Graph budget**, per tenant and day: the check's one `secureScores` request and the profile
 pages, plus one PATCH per changed comment (and, in `write_back_changed`, one profile read per
 changed comment). A 429 (or any unavailability) stops the run's Graph work and pauses the
@@ -64,10 +70,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.errors import NotFound, UpstreamUnavailable
+from shared.errors import AppError, NotFound, UpstreamUnavailable
 from shared.models import ImprovementAction
 from shared.ports import ConnectionStore, ImprovementActions, RemediationRows, SecureScoreWriter
-from shared.records import Connection
+from shared.records import Connection, Ticket
 from shared.remediation import (
     DEFAULT_GRACE,
     RemediationChange,
@@ -77,7 +83,7 @@ from shared.remediation import (
     remediation_flags,
     remediation_status,
 )
-from shared.services.remediation_write_back import Pending, ProfileOf, WriteBack
+from shared.services.remediation_write_back import SCID_REFUSED, Pending, ProfileOf, WriteBack
 from shared.ticket_states import StateLabels, closed_state
 
 logger = logging.getLogger(__name__)
@@ -112,6 +118,8 @@ class RemediationOutcome:
 
 
 _FLAGS = ("closed_without_remediation", "remediated_while_open", "regressed")
+# A new ticket's write-back holds its create request this long at most.
+CREATED_WRITE_BACK_S = 5.0
 
 
 class RemediationCheck:
@@ -159,7 +167,9 @@ class RemediationCheck:
         by_id = {action.id: action for action in profiles}
         labels = connection.instance_state_labels
         pending: Pending = {
-            row.ticket_id: self._checked(row, by_id.get(row.action_id), scores, now, labels)
+            row.ticket_id: _unflagged_if_deleted(
+                row, self._checked(row, by_id.get(row.action_id), scores, now, labels)
+            )
             for row in rows
             if row.status == "created"
         }
@@ -173,21 +183,38 @@ class RemediationCheck:
         logger.info("Secure Score check: %s", outcome.summary())
         return outcome
 
+    async def ticket_created(self, connection: Connection, ticket: Ticket) -> None:
+        """A request made `ticket`: write it back at once when the tenant turned write-back on and
+        it names an improvement action (`CREATED_WRITE_BACK_S` at most; never raises: the daily
+        check writes back what this did not)."""
+        if not connection.secure_score_write_back or ticket.improvement_action_id is None:
+            return
+        deadline = self._clock.now() + timedelta(seconds=CREATED_WRITE_BACK_S)
+        try:
+            async with asyncio.timeout(CREATED_WRITE_BACK_S):
+                await self.write_back_changed(connection, [ticket.ticket_id], deadline=deadline)
+        except (AppError, TimeoutError) as error:
+            reason = error.message if isinstance(error, AppError) else "it took too long"
+            logger.warning("Secure Score write-back of new ticket %s: %s", ticket.ticket_id, reason)
+        except Exception:  # a defect here must not fail a create whose ticket is made
+            logger.exception("Secure Score write-back of new ticket %s failed", ticket.ticket_id)
+
     async def write_back_changed(
         self, connection: Connection, ticket_ids: Sequence[str], *, deadline: datetime | None = None
     ) -> RemediationOutcome:
-        """Write back the improvement actions of these tickets (whose state a sync run changed),
-        when the tenant turned write-back on; nothing else is read or written otherwise."""
+        """Write back the improvement actions of these tickets (whose state a sync run changed)
+        and of those whose last write-back failed, when the tenant turned write-back on; nothing
+        is read or written otherwise."""
         tenant_id, now = connection.tenant_id, self._clock.now()
         outcome = RemediationOutcome(tenant_id)
-        if not connection.secure_score_write_back or not ticket_ids:
+        if not connection.secure_score_write_back:
             outcome.skipped = "nothing to write back"
             return outcome
         if _paused(connection, now, outcome):
             return outcome
         changed = set(ticket_ids)
         rows = await self._rows.action_tickets(tenant_id)
-        touched = {row.action_id for row in rows if row.ticket_id in changed}
+        touched = {row.action_id for row in rows if row.ticket_id in changed or _to_retry(row)}
         rows = [row for row in rows if row.action_id in touched]
         if not rows:
             return outcome
@@ -288,6 +315,21 @@ class RemediationCheck:
             return update
 
         await self._connections.update(tenant_id, change)
+
+
+def _to_retry(row: RemediationRow) -> bool:
+    """A write-back that failed (Graph unavailable, refused) is tried again by the next run that
+    writes back; a device control's refusal is final."""
+    error = row.fields.write_back_error
+    return error is not None and error != SCID_REFUSED
+
+
+def _unflagged_if_deleted(row: RemediationRow, result: RemediationFields) -> RemediationFields:
+    """A ticket whose record is gone from ServiceNow keeps its check but no flag: nobody can act on
+    it there, and the cards count what needs acting on."""
+    if not row.deleted:
+        return result
+    return replace(result, closed_without_remediation=False, remediated_while_open=False, regressed=False)
 
 
 def _paused(connection: Connection, now: datetime, outcome: RemediationOutcome) -> bool:

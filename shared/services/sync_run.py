@@ -157,11 +157,11 @@ class TenantSync:
             return
         deadline = pulled.started + self._config.lease / 2
         try:
-            if pulled.reconciled:
+            if pulled.reconciled or self._check_resumes(run, pulled.started):
                 labels = pulled.labels or run.instance_state_labels
                 checked = run.model_copy(update={"instance_state_labels": labels})
                 await self._remediation.check_tenant(checked, deadline=deadline)
-            elif run.secure_score_write_back and changed:
+            elif run.secure_score_write_back:
                 await self._remediation.write_back_changed(run, sorted(changed), deadline=deadline)
         except DependencyNotConfigured:
             logger.info("Secure Score check skipped: Microsoft Graph is not configured")
@@ -169,6 +169,14 @@ class TenantSync:
             logger.warning("Secure Score check failed: %s", error.message)
         except Exception:  # a defect in the check must not cost the tenant its sync
             logger.exception("Secure Score check failed")
+
+    def _check_resumes(self, run: Connection, now: datetime) -> bool:
+        """A daily check that Graph paused (429) runs again on the first run after the pause, not
+        a day later; only then: a tenant never paused costs a normal run nothing here."""
+        paused_until, checked_at = run.graph_not_before, run.remediation_checked_at
+        if paused_until is None or paused_until > now:
+            return False
+        return checked_at is None or checked_at < paused_until - self._config.reconcile_every
 
     async def _refresh_tokens(self, run: Connection, started: datetime) -> None:
         tokens = await self._tokens.refresh_if_expiring(run, self._config.refresh_within)

@@ -82,6 +82,7 @@ from shared.ports import (
     MessageQueue,
     ServiceNowRecord,
     ServiceNowRecords,
+    TicketCreatedHook,
     TicketStore,
 )
 from shared.records import Connection, IdempotencyRecord, Ticket, new_ticket_id, usable_connection
@@ -136,10 +137,12 @@ class TicketCreation:
         queue: MessageQueue,
         policy: TicketingPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        created_hook: TicketCreatedHook | None = None,
     ) -> None:
         policy = policy or TicketingPolicy()
         self._connections = connections
         self._actions = actions
+        self._created_hook = created_hook
         self._policy = policy
         self._clock = clock
         self._claims = ClaimKeeper(claims=idempotency, tickets=tickets, policy=policy, clock=clock)
@@ -273,6 +276,8 @@ class TicketCreation:
                 row = held.row or content.row(instance_url=job.connection.instance_url, at=self._clock.now())
                 ticket = await self._pending.finish(held, row, outcome)
                 logger.info("Created %s %s (ticket %s)", content.table, ticket.number, ticket.ticket_id)
+                if fresh and self._created_hook is not None:
+                    await self._created_hook.ticket_created(job.connection, ticket)
         return CreateResult(ticket_view(ticket, job.connection), created=fresh)
 
     async def _record(
@@ -308,9 +313,9 @@ class TicketCreation:
             settles = await held.keep()
             if held.row is not None and not (isinstance(exc, UpstreamRejected) and held.refused):
                 return self._retry_at(exc, settles)
-            if isinstance(exc, UpstreamUnavailable) and settles is not None:
+            if isinstance(exc, UpstreamUnavailable) and settles is not None and held.claim.deferred:
                 return settles  # not known yet, and too long to wait for here: answered 202
-            raise
+            raise  # a claim not marked deferred would hide a `creating` row from the sweep
 
     def _retry_at(self, error: AppError, settles: datetime | None) -> datetime:
         """When a retry after `error` can make progress: the settle window, ServiceNow's Retry-After."""

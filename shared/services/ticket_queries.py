@@ -4,6 +4,7 @@ daily Secure Score check found about its improvement action)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import quote
 
 from shared.errors import NotFound
@@ -87,11 +88,11 @@ def ticket_view(ticket: Ticket, connection: Connection | None) -> TicketView:
         deleted_in_servicenow_at=ticket.deleted_in_servicenow_at,
         status=ticket.status,
         failure_reason=ticket.failure_reason,
-        remediation=remediation_view(ticket),
+        remediation=remediation_view(ticket, connection.remediation_checked_at if connection else None),
     )
 
 
-def remediation_view(ticket: Ticket) -> RemediationView | None:
+def remediation_view(ticket: Ticket, tenant_checked_at: datetime | None = None) -> RemediationView | None:
     """What the Secure Score check and the write-back recorded on the ticket; None for a ticket
     without an improvement action, or one neither checked nor written back yet."""
     write_back = _write_back(ticket)
@@ -101,7 +102,7 @@ def remediation_view(ticket: Ticket) -> RemediationView | None:
         status=ticket.remediation_status,
         score=ticket.remediation_score,
         max_score=ticket.remediation_max_score,
-        checked_at=ticket.remediation_checked_at,
+        checked_at=_last_check(ticket.remediation_checked_at, tenant_checked_at),
         completed_at=ticket.remediation_completed_at,
         closed_at=ticket.closed_at,
         flags=RemediationFlags(
@@ -111,6 +112,15 @@ def remediation_view(ticket: Ticket) -> RemediationView | None:
         ),
         write_back=write_back,
     )
+
+
+def _last_check(row_checked_at: datetime | None, tenant_checked_at: datetime | None) -> datetime | None:
+    """When the ticket was last checked: the row keeps when its result was found (an unchanged
+    result is not written again), the connection when the tenant was last checked, which covers
+    every ticket the row says was checked before."""
+    if row_checked_at is None or tenant_checked_at is None:
+        return row_checked_at
+    return max(row_checked_at, tenant_checked_at)
 
 
 def _write_back(ticket: Ticket) -> WriteBack | None:

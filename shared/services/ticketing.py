@@ -21,6 +21,7 @@ from shared.ports import (
     ImprovementActions,
     MessageQueue,
     ServiceNowRecords,
+    TicketCreatedHook,
     TicketStore,
 )
 from shared.services.sync_fanout import purge_expired_claims
@@ -42,6 +43,7 @@ class TicketingService:
         queue: MessageQueue,
         policy: TicketingPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        created_hook: TicketCreatedHook | None = None,
     ) -> None:
         policy = policy or TicketingPolicy()
         self._creation = TicketCreation(
@@ -53,6 +55,7 @@ class TicketingService:
             queue=queue,
             policy=policy,
             clock=clock,
+            created_hook=created_hook,
         )
         self._completion = TicketCompletion(
             connections=connections,

@@ -17,7 +17,7 @@ IdempotencyRepository
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 from shared.records import IdempotencyRecord
 from shared.stores.tables import (
@@ -33,6 +33,9 @@ from shared.stores.tables import (
 )
 
 IDEMPOTENCY = "idempotency"
+# Claims made before this date carry no `Deferred`: the sweep lists every one of them in progress,
+# as it listed all claims then (the clause selects nothing once they are past the sweep's horizon).
+DEFERRED_SINCE = datetime(2026, 12, 2, tzinfo=UTC)
 _KEY_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -77,7 +80,9 @@ class IdempotencyRepository:
         never written again: it is deleted without its ETag; one already gone is not an error.
         """
         table = await self._store.table(IDEMPOTENCY)
-        return await delete_matching(table, "CreatedAt lt @cutoff", {"cutoff": before}, limit=limit)
+        # A deferred claim still in progress is left alone: its `creating` ticket needs it.
+        expired = "CreatedAt lt @cutoff and (Status eq 'completed' or Deferred eq false)"
+        return await delete_matching(table, expired, {"cutoff": before}, limit=limit)
 
     async def stale_in_progress(
         self, *, written_before: datetime, created_after: datetime, limit: int
@@ -94,9 +99,9 @@ class IdempotencyRepository:
             return found
         with storage_errors(f"list {IDEMPOTENCY}"):
             async for entity in table.query_entities(
-                "Status eq 'in_progress' and Deferred eq true and Timestamp lt @written "
-                "and CreatedAt gt @created",
-                parameters={"written": written_before, "created": created_after},
+                "Status eq 'in_progress' and Timestamp lt @written and CreatedAt gt @created "
+                "and (Deferred eq true or CreatedAt lt @unflagged )",
+                parameters={"written": written_before, "created": created_after, "unflagged": DEFERRED_SINCE},
                 results_per_page=min(limit, 1000),
             ):
                 found.append(from_entity(IdempotencyRecord, entity, frozenset()))

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from shared.identity import Role
 from shared.services.remediation_write_back import SCID_REFUSED
 from tests.e2e import sync_api
 from tests.e2e.conftest import Stack
@@ -182,3 +183,22 @@ async def test_write_back_sends_each_comment_once_keeps_the_state_and_waits_out_
     resumed = await row(stack, tenant, ticket["id"])
     assert resumed.get("WriteBackError") is None
     assert resumed["WriteBackComment"] == sent_all[-1]["body"]["comment"]
+
+
+async def test_a_ticket_made_with_write_back_on_is_written_back_by_its_create(
+    stack: Stack, graph: httpx.AsyncClient
+) -> None:
+    tenant = await connected_tenant(stack)
+    admin = stack.as_user(tenant, Role.ADMIN, name="Ada Admin")
+    switched = await stack.client.put(
+        "/api/provisioning/secure-score", json={"writeBack": True}, headers=admin
+    )
+    assert switched.status_code == 200, switched.text
+    ticket = await action_ticket(stack, tenant, "AdminMFAV2")
+
+    [sent] = await patches(graph, tenant)  # before any sync ran
+    assert sent["controlId"] == "AdminMFAV2"
+    assert sent["body"]["comment"] == f"ServiceNow {ticket['number']} (New): {ticket['url']}"
+    assert (await row(stack, tenant, ticket["id"]))["WriteBackComment"] == sent["body"]["comment"]
+    assert await sync_api.run_worker(stack, tenant) == "succeeded"  # the check finds it there
+    assert len(await patches(graph, tenant)) == 1

@@ -15,8 +15,8 @@ from localdev.azurite import AzuriteEndpoints
 from shared.records import IdempotencyRecord, new_ticket_id
 from shared.services.idempotency_claims import idempotency_key_hash
 from shared.services.ticket_policy import TicketingPolicy
-from shared.stores.idempotency import IdempotencyRepository
-from shared.stores.tables import TableStore
+from shared.stores.idempotency import DEFERRED_SINCE, IdempotencyRepository
+from shared.stores.tables import TableStore, to_entity
 from tests.e2e.conftest import Stack
 from tests.e2e.sync_api import run_timer
 from tests.e2e.tickets_api import (
@@ -79,16 +79,19 @@ async def test_the_timer_deletes_claims_made_over_a_week_ago(stack: Stack) -> No
     tenant = stack.new_tenant()
     now = datetime.now(UTC)
     claims = stack.container.idempotency
-    for key, completed, made_days_ago in [
-        ("expired", now - timedelta(days=7), 8),
-        ("expired-open", None, 8),
-        ("kept", now - timedelta(days=6), 6),
-        ("open", None, 6),
+    for key, completed, made_days_ago, deferred in [
+        ("expired", now - timedelta(days=7), 8, True),
+        ("expired-open", None, 8, False),
+        ("kept", now - timedelta(days=6), 6, True),
+        ("open", None, 6, False),
+        ("its ticket still creating", None, 8, True),  # deferred, in progress: its row needs it
     ]:
-        await claims.claim(claim(tenant, key, completed, created=now - timedelta(days=made_days_ago)))
+        made = now - timedelta(days=made_days_ago)
+        await claims.claim(claim(tenant, key, completed, created=made, deferred=deferred))
     await run_timer(stack)
     left = {row["RowKey"] for row in await stack.rows("idempotency", tenant)}
-    assert left == {idempotency_key_hash("kept"), idempotency_key_hash("open")}
+    kept = ("kept", "open", "its ticket still creating")
+    assert left == {idempotency_key_hash(key) for key in kept}
 
 
 def claim(
@@ -118,7 +121,7 @@ async def test_the_repository_purges_claims_made_before_the_cutoff_across_tenant
     long_ago, lately = cutoff - timedelta(days=30), cutoff + timedelta(seconds=1)
     for index in range(4):
         await repo.claim(claim(f"tenant-{index}", "old", cutoff - timedelta(seconds=1), created=long_ago))
-    await repo.claim(claim("tenant-4", "old", None, created=cutoff - timedelta(seconds=1)))
+    await repo.claim(claim("tenant-4", "old", None, created=cutoff - timedelta(seconds=1), deferred=False))
     await repo.claim(claim("tenant-0", "recent", lately, created=lately))
     await repo.claim(claim("tenant-0", "open", None, created=lately))
     assert await repo.delete_expired(cutoff, limit=3) == 3
@@ -152,3 +155,21 @@ async def test_the_repository_finds_claims_in_progress_nobody_wrote_lately(own_t
     assert await repo.stale_in_progress(written_before=later, created_after=horizon, limit=0) == []
     earlier = now - timedelta(minutes=5)  # written just now: not stale
     assert await repo.stale_in_progress(written_before=earlier, created_after=horizon, limit=10) == []
+
+
+async def test_claims_written_before_the_deferred_column_are_still_swept(own_tables: TableStore) -> None:
+    """A claim of the version before `Deferred` existed has no such property: in progress and made
+    before `DEFERRED_SINCE`, the sweep lists it, as that version's sweep did."""
+    repo = IdempotencyRepository(own_tables)
+    made = DEFERRED_SINCE - timedelta(hours=1)
+    legacy = claim("tenant-0", "legacy", None, created=made)
+    entity = to_entity(legacy, legacy.tenant_id, legacy.key_hash)
+    del entity["Deferred"]
+    table = await own_tables.table("idempotency")
+    await table.create_entity(entity)
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    stale = await repo.stale_in_progress(
+        written_before=later, created_after=made - timedelta(days=1), limit=10
+    )
+    assert [c.key_hash for c in stale] == [idempotency_key_hash("legacy")]
+    assert stale[0].deferred is False  # read as the model's default

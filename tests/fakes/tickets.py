@@ -224,7 +224,11 @@ class InMemoryClaims:
         self.rows.pop(key, None)
 
     async def delete_expired(self, before: datetime, *, limit: int = 1000) -> int:
-        expired = [key for key, claim in self.rows.items() if claim.created_at < before][: max(0, limit)]
+        expired = [
+            key
+            for key, claim in self.rows.items()
+            if claim.created_at < before and (claim.status == "completed" or not claim.deferred)
+        ][: max(0, limit)]
         for key in expired:
             del self.rows[key]
         return len(expired)

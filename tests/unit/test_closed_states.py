@@ -21,11 +21,19 @@ def test_out_of_the_box_states(table: str, code: str, closed: bool) -> None:
 
 
 def test_a_state_the_instance_added_is_told_by_its_label() -> None:
-    labels = {"incident": {"9": "Closed - Duplicate", "10": "Awaiting Vendor", "11": "Cancelled by user"}}
+    labels = {
+        "incident": {
+            "9": "Closed - Duplicate",
+            "10": "Awaiting Vendor",
+            "11": "Cancelled by user",
+            "13": "Incomplete",
+        }
+    }
     assert closed_state("incident", "9", labels)
     assert not closed_state("incident", "10", labels)
     assert closed_state("incident", "11", labels)
     assert not closed_state("incident", "12", labels)  # unknown code, no label: not closed
+    assert not closed_state("incident", "13", labels)  # a word, not a part of one
 
 
 def test_a_relabelled_out_of_the_box_state_keeps_its_meaning() -> None:

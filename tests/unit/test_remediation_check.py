@@ -266,3 +266,13 @@ async def test_the_outcome_counts_statuses_and_flags(world: RemediationWorld) ->
     assert outcome.flags["remediated_while_open"] == 1
     assert outcome.written == 2
     assert "closed_without_remediation 1" in outcome.summary()
+
+
+async def test_a_ticket_deleted_in_servicenow_keeps_its_check_but_no_flag() -> None:
+    world = RemediationWorld.create(action("AdminMFAV2"))
+    gone = world.ticket("AdminMFAV2", "2", deleted_in_servicenow_at=world.clock.now())
+    world.score("AdminMFAV2", 10)  # done while the (deleted) ticket was open
+    await world.check().check_tenant(world.connection())
+    row = world.row(gone)
+    assert row.remediation_status == RemediationStatus.COMPLETED
+    assert (row.remediated_while_open, row.closed_without_remediation, row.regressed) == (False, False, False)

@@ -265,3 +265,60 @@ async def test_the_pacer_keeps_to_its_limit_per_minute() -> None:
     await pacer.wait()
     assert clock.slept == [60.0]
     assert WRITE_BACK_PER_MINUTE < 150  # Graph's limit per app and tenant
+
+
+async def test_a_new_ticket_is_written_back_by_its_create_when_the_switch_is_on(
+    world: RemediationWorld,
+) -> None:
+    ticket_id = world.ticket("AdminMFAV2")
+    await world.check().ticket_created(world.connection(), world.row(ticket_id))
+    assert world.graph.patches == [
+        ControlPatch(TENANT, "AdminMFAV2", comment(world, ticket_id, "New"), "Default")
+    ]
+    assert world.row(ticket_id).write_back_comment == comment(world, ticket_id, "New")
+    await check(world)  # the daily check finds it written: nothing sent again
+    assert len(world.graph.attempts) == 1
+
+
+async def test_a_new_ticket_is_not_written_back_with_the_switch_off_or_without_an_action(
+    world: RemediationWorld,
+) -> None:
+    plain = world.ticket(None)
+    await world.check().ticket_created(world.connection(), world.row(plain))
+    world.connect(secure_score_write_back=False)
+    made = world.ticket("AdminMFAV2")
+    await world.check().ticket_created(world.connection(), world.row(made))
+    assert world.graph.attempts == []
+
+
+async def test_a_failed_write_back_at_creation_never_raises_and_the_check_retries_it(
+    world: RemediationWorld,
+) -> None:
+    made = world.ticket("AdminMFAV2")
+    world.graph.fail_next(throttled(30))
+    await world.check().ticket_created(world.connection(), world.row(made))  # does not raise
+    assert world.graph.patches == []
+    assert world.row(made).write_back_error is not None  # visible on the ticket
+    assert world.connection().graph_not_before == world.clock.now() + timedelta(seconds=30)
+    world.clock.advance(days=1)
+    await check(world)
+    assert [p.control_id for p in world.graph.patches] == ["AdminMFAV2"]
+
+
+async def test_a_failed_write_back_is_retried_by_the_next_run_though_nothing_changed(
+    world: RemediationWorld,
+) -> None:
+    made = world.ticket("AdminMFAV2")
+    world.graph.fail_next(UpstreamError("Graph refused it."))
+    await world.check().write_back_changed(world.connection(), [made])
+    assert world.row(made).write_back_error is not None
+    await world.check().write_back_changed(world.connection(), [])  # a run that changed nothing
+    assert [p.control_id for p in world.graph.patches] == ["AdminMFAV2"]
+    assert world.row(made).write_back_error is None
+
+
+async def test_a_device_controls_refusal_is_not_retried(world: RemediationWorld) -> None:
+    world.ticket("scid_2000")
+    await check(world)
+    await world.check().write_back_changed(world.connection(), [])
+    assert world.graph.attempts == []

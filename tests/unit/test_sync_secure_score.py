@@ -162,3 +162,25 @@ async def test_nothing_the_check_meets_fails_the_sync(
     assert outcome.skipped is None
     assert world.tickets.state(TENANT, ticket) == "2"
     assert (world.row().last_sync_at, world.row().last_error) == (NOW, None)
+
+
+async def test_a_daily_check_graph_paused_runs_again_once_the_pause_is_over(
+    world: SyncWorld, graph: RemediationWorld
+) -> None:
+    world.connect(last_reconciled_at=NOW - timedelta(days=2))
+    ticket = action_ticket(world, "AdminMFAV2")
+    graph.actions.failure = UpstreamUnavailable("Microsoft Graph is throttling.", retry_after=120)
+    await service(world, graph).sync_tenant(world.request())
+    assert world.row().graph_not_before == NOW + timedelta(seconds=120)
+    assert world.tickets.rows[(TENANT, ticket)].remediation_status is None  # not checked
+
+    world.clock.advance(minutes=1)  # still paused: a normal run leaves Graph alone
+    await service(world, graph).sync_tenant(world.request())
+    assert graph.actions.list_calls == 1
+    world.clock.advance(minutes=2)  # the pause is over: the check runs now, not a day later
+    await service(world, graph).sync_tenant(world.request())
+    assert world.tickets.rows[(TENANT, ticket)].remediation_status == RemediationStatus.IN_PROGRESS
+    checks = graph.actions.list_calls
+    world.clock.advance(minutes=5)  # checked: the next normal run does not check again
+    await service(world, graph).sync_tenant(world.request())
+    assert graph.actions.list_calls == checks

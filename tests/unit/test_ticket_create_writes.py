@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from shared.errors import BadRequest, IdempotencyKeyReused
-from shared.records import Ticket
+from shared.errors import BadRequest, IdempotencyKeyReused, UpstreamUnavailable
+from shared.records import IdempotencyRecord, Ticket
 from shared.services.idempotency_claims import idempotency_key_hash
 from shared.services.ticket_policy import TicketingPolicy
-from tests.fakes.tickets import InMemoryTickets
-from tests.unit.test_ticketing_service import NOW, TENANT, World
+from shared.services.ticketing import TicketingService
+from tests.fakes.tickets import InMemoryClaims, InMemoryTickets
+from tests.unit.test_ticketing_service import CALLER, NOW, TENANT, World, request
 
 
 class CountedTickets(InMemoryTickets):
@@ -122,3 +123,44 @@ def test_the_grace_must_be_shorter_than_the_lease() -> None:
         TicketingPolicy(post_grace=timedelta(seconds=90))
     with pytest.raises(ValueError, match="claim_retention"):
         TicketingPolicy(claim_retention=timedelta(days=1))
+
+
+class RecordingHook:
+    def __init__(self) -> None:
+        self.created: list[tuple[str, str]] = []
+
+    async def ticket_created(self, connection: Any, ticket: Ticket) -> None:
+        self.created.append((connection.tenant_id, ticket.ticket_id))
+
+
+async def test_the_created_hook_hears_of_each_ticket_a_request_made_once() -> None:
+    world = World()
+    hook = RecordingHook()
+    service = TicketingService(
+        connections=world.connections, tickets=world.tickets, idempotency=world.claims,
+        servicenow=world.servicenow, actions=world.actions, queue=world.queue, policy=world.policy,
+        clock=world.clock, created_hook=hook,
+    )  # fmt: skip
+    first = await service.create(CALLER, request(), "key-1")
+    await service.create(CALLER, request(), "key-1")  # a repeat: nothing new
+    assert hook.created == [(TENANT, first.ticket.id)]
+
+
+class ClaimsThatCannotBeKept(InMemoryClaims):
+    """Storage refuses the write that keeps a claim after a failed create (and marks it deferred)."""
+
+    async def replace(self, record: IdempotencyRecord) -> IdempotencyRecord:
+        if record.deferred:
+            self.calls.append("replace")
+            raise UpstreamUnavailable("Table Storage is unavailable (replace in idempotency).")
+        return await super().replace(record)
+
+
+async def test_a_create_whose_claim_cannot_be_marked_deferred_is_503_not_202() -> None:
+    world = World(claims=ClaimsThatCannotBeKept())
+    world.servicenow.outcomes = ["timeout"]  # ambiguous: normally 202 and a `creating` row
+    with pytest.raises(UpstreamUnavailable) as failed:
+        await world.create()
+    # No `creating` row the sweep could not see, and no message: a retry with the key goes on.
+    assert (world.tickets.rows, world.queue.sent) == ({}, [])
+    assert failed.value.retry_after > 0
