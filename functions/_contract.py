@@ -92,7 +92,8 @@ OPERATIONS: dict[str, Operation] = {
         summary="The tenant's ServiceNow connection",
         description="Where the connection stands: status, instance, tokens' lifetimes, the last sync and its "
         "progress, the last error, the state names the portal shows, and `secureScore`: whether ticket "
-        "states are written back to Secure Score (`writeBack`), when the daily remediation check last ran "
+        "states are written back to Secure Score (`writeBack`), whether tickets remediated while open get a "
+        "work note (`workNotes`), when the daily remediation check last ran "
         "(`checkedAt`), and until when Graph asked to be left alone (`pausedUntil`, null unless paused).",
         tag="Provisioning",
         answers=(Answer(200, "The connection's status.", ConnectionView, ex.CONNECTED),),
@@ -127,19 +128,22 @@ OPERATIONS: dict[str, Operation] = {
         body_examples={"rename": ex.STATE_NAMES_UPDATE},
     ),
     "provisioning_secure_score": Operation(
-        summary="Switch the write-back to Secure Score",
-        description="`writeBack: true` makes the daily check write each ticket's ServiceNow number, link "
+        summary="Switch the write-back to Secure Score and the work notes",
+        description="Either switch or both; one left out keeps its setting. `writeBack: true` makes the daily check write each ticket's ServiceNow number, link "
         "and state as a comment on its improvement action's Secure Score control (once per change; the "
         "control's state is kept; device controls, `scid_...`, cannot be written and are skipped); "
         "`false` stops it. Off until turned on. It needs the Microsoft Graph application permission "
         "`SecurityEvents.ReadWrite.All` on the app's Graph registration (`GRAPH_CLIENT_ID`), granted "
         "with admin consent in the tenant; without it the write-backs fail and each ticket shows the "
-        "error. Answers the connection's status.",
+        "error. `workNotes: true` makes the daily check add one work note to a ticket's ServiceNow record "
+        "when Secure Score shows its improvement action done while the ticket is still open (once per "
+        "ticket, never sent twice: it is looked for in the record's journal before any re-send, which "
+        "needs read access to `sys_journal_field`). Off until turned on. Answers the connection's status.",
         tag="Provisioning",
         answers=(Answer(200, "Saved; the connection's status.", ConnectionView, ex.CONNECTED),),
         errors=(*PROTECTED, *WRITE, *BODY, ConnectionNotReady),
         body=SecureScoreUpdate,
-        body_examples={"turn on": ex.SECURE_SCORE_UPDATE},
+        body_examples={"turn on": ex.SECURE_SCORE_UPDATE, "work notes on": ex.WORK_NOTES_UPDATE},
     ),
     "provisioning_remove": Operation(
         summary="Remove the connection",

@@ -134,9 +134,10 @@ CONNECTED = ConnectionView(
     last_sync_at=datetime(2025, 3, 2, 9, 35, 4, tzinfo=UTC),
     last_sync_started_at=datetime(2025, 3, 2, 9, 35, tzinfo=UTC),
     state_names=STATE_NAMES,
-    secure_score=SecureScoreView(write_back=True, checked_at=CHECKED),
+    secure_score=SecureScoreView(write_back=True, work_notes=True, checked_at=CHECKED),
 )
 SECURE_SCORE_UPDATE: dict[str, Any] = {"writeBack": True}
+WORK_NOTES_UPDATE: dict[str, Any] = {"workNotes": True}
 CONFIGURED = ConfigureResult(status=ConnectionStatus.PENDING_AUTHORIZATION, authorize_url=AUTHORIZE_URL)
 AUTHORIZED = AuthorizeResult(status=ConnectionStatus.CONNECTED, authorize_url=AUTHORIZE_URL)
 SYNC_QUEUED = SyncQueued(requested_at=AT)

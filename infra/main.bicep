@@ -62,6 +62,9 @@ param entraAuthorityHost string = 'https://login.microsoftonline.com'
 @description('NCRONTAB schedule of the sync timer (SYNC_SCHEDULE), UTC.')
 param syncSchedule string = '0 */5 * * * *'
 
+@description('Days after a ticket closes before the Secure Score check flags it closedWithoutRemediation (REMEDIATION_GRACE_DAYS).')
+param remediationGraceDays string = '7'
+
 @allowed([
   '3.11'
   '3.12'
@@ -186,6 +189,7 @@ module functionApp 'app/function.bicep' = {
     graphBaseUrl: graphBaseUrl
     entraAuthorityHost: entraAuthorityHost
     syncSchedule: syncSchedule
+    remediationGraceDays: remediationGraceDays
     pythonVersion: pythonVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from shared.settings import Settings, get_settings
@@ -281,6 +282,9 @@ class Container:
                 actions=self.graph,
                 writer=self.secure_score_writer,
                 connections=self.connections,
+                grace=timedelta(days=self.settings.remediation_grace_days),
+                notes=self.servicenow_tables,
+                journal=self.servicenow_tables,
             ),
         )
 

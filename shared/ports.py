@@ -184,6 +184,15 @@ class IdempotencyClaims(Protocol):
         ...
 
 
+class WorkNoteWriter(Protocol):
+    """Adds a work note to a ServiceNow record (a PATCH of its `work_notes` journal field). Not
+    idempotent: every accepted PATCH adds an entry, so it is sent once and never retried after it
+    may have been processed (`UpstreamUnavailable` with `ambiguous`). Notes already on a record are
+    read through `ServiceNowRecords.query` on `sys_journal_field` (`element_id=<sys_id>^element=work_notes`)."""
+
+    async def add_work_note(self, connection: Connection, table: str, sys_id: str, text: str) -> None: ...
+
+
 class TicketCreatedHook(Protocol):
     """Told of each ticket a request made with its ServiceNow record (the Secure Score write-back).
     It never raises: what it does is not part of the create."""

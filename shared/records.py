@@ -121,6 +121,9 @@ class Connection(StoredRecord):
     # admin turns it on; needs SecurityEvents.ReadWrite.All), when the daily check last ran, and
     # until when Graph asked (429, Retry-After) to be left alone for this tenant.
     secure_score_write_back: bool = False
+    # Whether the daily check adds one work note to a ticket's record when Secure Score shows the
+    # action done while the ticket is open (off unless the admin turns it on).
+    remediation_work_notes: bool = False
     remediation_checked_at: AwareDatetime | None = None
     graph_not_before: AwareDatetime | None = None
     updated_at: AwareDatetime
@@ -231,6 +234,10 @@ class Ticket(StoredRecord):
     write_back_comment: str | None = None
     write_back_at: AwareDatetime | None = None
     write_back_error: str | None = None
+    # The work note saying the action looks done (`remediation_work_notes`): `sending` is written
+    # before the PATCH and `sent` after it, so a note is never sent twice blindly; when, too.
+    work_note_state: Literal["sending", "sent"] | None = None
+    work_note_at: AwareDatetime | None = None
 
 
 class IdempotencyRecord(StoredRecord):

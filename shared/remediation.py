@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TypeGuard
+from typing import Literal, TypeGuard
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
@@ -32,6 +32,8 @@ DEFAULT_GRACE = timedelta(days=7)
 # state is which portal status is not documented, so `Ignored` (likely "risk accepted", which
 # awards none) is counted too: with it, full points cannot be taken as proof of a fix either.
 EXCEPTION_STATES = frozenset({"thirdparty", "reviewed", "ignored"})
+# The work note saying the action looks done: `sending` before its PATCH, `sent` once it is there.
+WorkNoteState = Literal["sending", "sent"]
 
 
 class RemediationStatus(StrEnum):
@@ -175,6 +177,8 @@ class RemediationFields:
     write_back_comment: str | None = None
     write_back_at: datetime | None = None
     write_back_error: str | None = None
+    work_note_state: WorkNoteState | None = None
+    work_note_at: datetime | None = None
 
     def last_check(self) -> Remediation | None:
         """The stored check, as `next_remediation` and `remediation_flags` take it; None before one."""

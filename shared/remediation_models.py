@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from shared.remediation import RemediationStatus
@@ -72,17 +72,29 @@ class FlagCounts(_Body):
 
 class SecureScoreView(_Body):
     """The tenant's Secure Score settings: whether tickets are written back to their controls,
-    when the daily check last ran, and until when Graph asked to be left alone (null unless now)."""
+    whether a ticket remediated while open gets a work note, when the daily check last ran, and
+    until when Graph asked to be left alone (null unless now)."""
 
     write_back: bool = False
+    work_notes: bool = False
     checked_at: AwareDatetime | None = None
     paused_until: AwareDatetime | None = None
 
 
 class SecureScoreUpdate(_Body):
-    """PUT /api/provisioning/secure-score: turn the write-back on or off."""
+    """PUT /api/provisioning/secure-score: turn the write-back and/or the work notes on or off.
+    At least one; a switch left out (or null) keeps its setting."""
 
-    write_back: bool = Field(strict=True)
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    write_back: bool | None = Field(default=None, strict=True)
+    work_notes: bool | None = Field(default=None, strict=True)
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> SecureScoreUpdate:
+        if self.write_back is None and self.work_notes is None:
+            raise ValueError("give writeBack, workNotes or both")
+        return self
 
 
 @dataclass(frozen=True)

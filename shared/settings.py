@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # Origins (besides the app's own) whose web pages may send state-changing requests; comma-
     # separated. Unset or empty: PORTAL_URL's origin, plus http://localhost:3000 when LOCAL_DEV.
     cors_allowed_origins: str | None = Field(default=None, validation_alias="CORS_ALLOWED_ORIGINS")
+    # How long after a ticket closes Secure Score may take to show the work before the ticket is
+    # flagged `closedWithoutRemediation` (Microsoft says 24-48 hours; administrators see up to 7 days).
+    remediation_grace_days: float = Field(default=7.0, gt=0, le=90, validation_alias="REMEDIATION_GRACE_DAYS")
 
     @field_validator("servicenow_url_template")
     @classmethod

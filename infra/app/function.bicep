@@ -32,6 +32,7 @@ param servicenowUrlTemplate string
 param graphBaseUrl string
 param entraAuthorityHost string
 param syncSchedule string
+param remediationGraceDays string
 param pythonVersion string = '3.11'
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 100
@@ -145,6 +146,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     GRAPH_CLIENT_ID: graphClientId
     GRAPH_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${graphClientSecretName}/)'
     SYNC_SCHEDULE: syncSchedule
+    REMEDIATION_GRACE_DAYS: remediationGraceDays
   }
 }
 

@@ -23,6 +23,7 @@ from .envelope import (
     TRANSACTION_CANCELLED_MESSAGE,
     error_response,
     not_authenticated,
+    operation_failed,
     rate_limit_exceeded,
 )
 from .faults import DEFAULT_RETRY_AFTER_SECONDS, Fault
@@ -74,7 +75,7 @@ async def _fault_response(
         decision = RateDecision(False, limit, now + wait, wait)
         return rate_limit_exceeded(limit, decision.headers())
     if fault.kind == "403":
-        return error_response(403, "Operation Failed", "Denied by an ACL, business rule or data policy")
+        return operation_failed()
     if fault.kind == "503":
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
         return error_response(

@@ -206,6 +206,25 @@ async def set_rate_limit(request: web.Request) -> web.Response:
     return web.json_response({"per_hour": per_hour})
 
 
+async def set_read_acl(request: web.Request) -> web.Response:
+    """POST /__sim/acl/{table} {"readable": false}: the integration user may no longer read the
+    table (lists answer 200 [], records 404); ``true`` lifts it."""
+    table = _known_table(request)
+    readable = (await _body(request)).get("readable")
+    if not isinstance(readable, bool):
+        return _bad_request("readable must be true or false")
+    unreadable = _state(request).unreadable
+    if readable:
+        unreadable.discard(table)
+    else:
+        unreadable.add(table)
+    return web.json_response({"unreadable": sorted(unreadable)})
+
+
+async def get_read_acls(request: web.Request) -> web.Response:
+    return web.json_response({"unreadable": sorted(_state(request).unreadable)})
+
+
 def add_routes(app: web.Application) -> None:
     p = CONTROL_PREFIX
     app.router.add_post(p + "/records/{table}/{sys_id}", update_record)
@@ -224,3 +243,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(p + "/clock", get_clock)
     app.router.add_post(p + "/clock", advance_clock)
     app.router.add_post(p + "/rate-limit", set_rate_limit)
+    app.router.add_get(p + "/acl", get_read_acls)
+    app.router.add_post(p + "/acl/{table}", set_read_acl)

@@ -44,6 +44,11 @@ def no_record() -> web.Response:
     return error_response(404, NO_RECORD_MESSAGE, NO_RECORD_DETAIL)
 
 
+def operation_failed() -> web.Response:
+    """403: an ACL, business rule or data policy refused the request (the exact body is not in the facts)."""
+    return error_response(403, "Operation Failed", "Denied by an ACL, business rule or data policy")
+
+
 def invalid_table(table: str) -> web.Response:
     """400 for a table the instance does not have; the captured detail is null (facts L120)."""
     return error_response(400, f"Invalid table {table}", None)

@@ -4,7 +4,9 @@ Every write path (Table API, control API, bulk seeding) goes through :class:`Rec
 platform rules hold everywhere: values are strings (facts L109), ``number`` comes from a per-table
 counter with 7 digits (facts L173), ``priority`` is looked up from impact and urgency (facts
 L154-163), and ``sys_updated_on``/``sys_mod_count`` move on each change (DESIGN.md section 5 relies
-on that for incremental sync watermarks).
+on that for incremental sync watermarks). A value written to a journal field (``work_notes``,
+``comments``) is not stored in the record: it appends a ``sys_journal_field`` entry, as the
+platform does (next-features facts A7), and counts as a change of the record.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clock import Clock, format_glide
-from .schema import TABLES, TableSchema, compute_priority, state_choice_rows
+from .schema import JOURNAL_TABLE, TABLES, TableSchema, compute_priority, state_choice_rows
 
 ADMIN_USER_SYS_ID = "6816f79cc0a8016401c5a33be04be441"  # the stock admin's well-known sys_id
 FULFILLER_USER_SYS_ID = "46d44a23a9fe19810012d100cca80666"
@@ -131,6 +133,7 @@ class RecordStore:
                 record["opened_by"] = opened_by
         self._apply_rules(schema, record)
         target.rows[record["sys_id"]] = record
+        self._journal(schema, record["sys_id"], values, user=user)
         return record
 
     def update(
@@ -148,7 +151,7 @@ class RecordStore:
         candidate = dict(record)
         candidate.update(self._accepted(schema, values, allow_read_only=False))
         self._apply_rules(schema, candidate)
-        if candidate != record:
+        if self._journal(schema, sys_id, values, user=user) or candidate != record:
             candidate["sys_updated_on"] = format_glide(self._clock.now())
             candidate["sys_updated_by"] = user
             candidate["sys_mod_count"] = str(int(record["sys_mod_count"] or "0") + 1)
@@ -158,6 +161,35 @@ class RecordStore:
 
     def delete(self, table: str, sys_id: str) -> bool:
         return self._tables[table].rows.pop(sys_id, None) is not None
+
+    def journal_entries(self, table: str, sys_id: str, element: str) -> list[dict[str, str]]:
+        """One record's entries of one journal field, newest first (as the activity stream shows them)."""
+        entries = [
+            row
+            for row in self._tables[JOURNAL_TABLE].rows.values()
+            if (row["name"], row["element_id"], row["element"]) == (table, sys_id, element)
+        ]
+        return entries[::-1]  # stored oldest first; several may share a second
+
+    def _journal(self, schema: TableSchema, sys_id: str, values: Mapping[str, Any], *, user: str) -> bool:
+        """Append an entry for each journal field written with a non-empty value; whether any was."""
+        written = False
+        for element, raw in values.items():
+            text = to_wire_string(raw)
+            if element not in schema.write_only or not text.strip():
+                continue  # an empty note adds nothing
+            entry = {
+                "sys_id": new_sys_id(),
+                "sys_created_on": format_glide(self._clock.now()),
+                "sys_created_by": user,
+                "name": schema.name,
+                "element": element,
+                "element_id": sys_id,
+                "value": text,
+            }
+            self._tables[JOURNAL_TABLE].rows[entry["sys_id"]] = entry
+            written = True
+        return written
 
     def _accepted(
         self, schema: TableSchema, values: Mapping[str, Any], *, allow_read_only: bool

@@ -3,7 +3,9 @@
 Stored values are the raw strings; references are stored as the target's sys_id. On output a
 reference becomes ``{"link", "value"}`` by default, a plain string with
 ``sysparm_exclude_reference_link=true``, and carries a ``display_value`` when display values are
-asked for (facts L110). Journal fields read back as "" (facts L113) because they are never stored.
+asked for (facts L110). Journal fields read back as "" (facts L113) because they are never stored;
+their display value is the record's entries, newest first, each
+``YYYY-MM-DD HH:MM:SS - Full Name (Work notes)\n<text>\n\n`` (next-features facts A7).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from .schema import TableSchema
 DisplayMode = Literal["false", "true", "all"]
 # (table, sys_id) -> the referenced record's display value
 ReferenceNamer = Callable[[str, str], str]
+# (table, sys_id, journal field) -> the field's display value
+JournalReader = Callable[[str, str, str], str]
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,19 @@ def selected_fields(schema: TableSchema, raw: str | None) -> list[str] | None:
 
 
 def render(
-    schema: TableSchema, record: Mapping[str, str], options: RenderOptions, namer: ReferenceNamer
+    schema: TableSchema,
+    record: Mapping[str, str],
+    options: RenderOptions,
+    namer: ReferenceNamer,
+    journal: JournalReader | None = None,
 ) -> dict[str, Any]:
     names = options.fields if options.fields is not None else list(schema.defaults)
-    return {name: _render_field(schema, name, record.get(name, ""), options, namer) for name in names}
+    rendered = {name: _render_field(schema, name, record.get(name, ""), options, namer) for name in names}
+    if options.display != "false" and journal is not None:
+        for name in schema.write_only.intersection(names):
+            text = journal(schema.name, record.get("sys_id", ""), name)
+            rendered[name] = text if options.display == "true" else {"display_value": text, "value": ""}
+    return rendered
 
 
 def _render_field(

@@ -1,8 +1,9 @@
 """Which tables the simulated instance has, and the field rules ServiceNow applies to them.
 
 Only what the connector and its tests touch is modelled: ``incident``, ``change_request`` (both
-extend ``task``), ``sys_choice`` for their state labels, and ``sys_user`` so reference links
-resolve. Field lists follow the doc examples (facts L175); choice values follow facts L150 and
+extend ``task``), ``sys_choice`` for their state labels, ``sys_user`` so reference links
+resolve, and ``sys_journal_field``, where writes to the journal fields ``work_notes`` and
+``comments`` land as entries (next-features facts A7). Field lists follow the doc examples (facts L175); choice values follow facts L150 and
 L166; the priority lookup is the default Data Lookup matrix (facts L154-163).
 """
 
@@ -109,8 +110,10 @@ class TableSchema:
     datetimes: frozenset[str] = frozenset({"sys_created_on", "sys_updated_on"})
     inactive_states: frozenset[str] = frozenset()
     computes_priority: bool = False
-    # Journal fields accept writes but read back as "" (facts L113).
+    # Journal fields: a write appends a sys_journal_field entry; the field reads back as "" (facts L113).
     write_only: frozenset[str] = frozenset()
+    # False: rows are made by the platform only (journal entries); Table API writes are refused.
+    api_writable: bool = True
 
     def has_field(self, name: str) -> bool:
         return name in self.defaults
@@ -191,9 +194,32 @@ SYS_USER = TableSchema(
     name="sys_user",
     defaults={**_SYSTEM_DEFAULTS, "user_name": "", "name": "", "email": "", "active": "true"},
 )
+JOURNAL_TABLE = "sys_journal_field"
+# An entry is written once and never updated, so it has no sys_updated_* fields.
+SYS_JOURNAL_FIELD = TableSchema(
+    name=JOURNAL_TABLE,
+    defaults={
+        "sys_id": "",
+        "sys_created_on": "",
+        "sys_created_by": "",
+        "name": "",
+        "element": "",
+        "element_id": "",
+        "value": "",
+    },
+    read_only=frozenset(
+        {"sys_id", "sys_created_on", "sys_created_by", "name", "element", "element_id", "value"}
+    ),
+    datetimes=frozenset({"sys_created_on"}),
+    api_writable=False,
+)
+# How the activity stream labels each journal field in a display value (next-features facts A7).
+JOURNAL_LABELS: Mapping[str, str] = MappingProxyType(
+    {"work_notes": "Work notes", "comments": "Additional comments"}
+)
 
 TABLES: Mapping[str, TableSchema] = MappingProxyType(
-    {schema.name: schema for schema in (INCIDENT, CHANGE_REQUEST, SYS_CHOICE, SYS_USER)}
+    {schema.name: schema for schema in (INCIDENT, CHANGE_REQUEST, SYS_CHOICE, SYS_USER, SYS_JOURNAL_FIELD)}
 )
 
 

@@ -29,11 +29,14 @@ class SimulatorState:
         self.rate_limiter = RateLimiter(self.clock, rate_limit_per_hour)
         self.faults = FaultPlan()
         self.requests: Counter[str] = Counter()
+        # Tables the integration user may not read: lists answer 200 [] and single records 404, as
+        # sys_journal_field's own read ACL does to an account that can read incidents (facts A7).
+        self.unreadable: set[str] = set()
         # Set on shutdown so held ("timeout") responses give up at once instead of stalling it.
         self.closing = asyncio.Event()
 
     def reset(self, *, keep_oauth: bool = False) -> None:
-        """Fresh instance: records, counters, faults, stats, rate windows and clock offset.
+        """Fresh instance: records, counters, faults, stats, rate windows, clock offset and read ACLs.
 
         Registered clients and the configured rate-limit rule stay; tokens stay only if asked.
         """
@@ -44,6 +47,7 @@ class SimulatorState:
         self.rate_limiter.reset()
         self.faults.reset()
         self.requests.clear()
+        self.unreadable.clear()
 
     def seed(self, table: str, count: int, template: Mapping[str, Any]) -> list[dict[str, str]]:
         """Insert ``count`` records quickly, bypassing HTTP (benchmarks need 50 x 1,000 tickets).

@@ -15,11 +15,18 @@ from aiohttp import web
 from multidict import MultiMapping
 from yarl import URL
 
-from .envelope import error_response, invalid_table, no_record
+from .envelope import error_response, invalid_table, no_record, operation_failed
 from .oauth import DEFAULT_USER
 from .query import Predicate, compare, parse_encoded_query
-from .render import ReferenceNamer, RenderOptions, parse_display_mode, render, selected_fields
-from .schema import TableSchema
+from .render import (
+    JournalReader,
+    ReferenceNamer,
+    RenderOptions,
+    parse_display_mode,
+    render,
+    selected_fields,
+)
+from .schema import JOURNAL_LABELS, TableSchema
 from .state import GRANT_KEY, STATE_KEY, SimulatorState
 
 TableHandler = Callable[[web.Request], Awaitable[web.Response]]
@@ -67,8 +74,27 @@ def _namer(state: SimulatorState) -> ReferenceNamer:
     return name_of
 
 
+def _journal_reader(state: SimulatorState) -> JournalReader:
+    """A journal field's display value: its entries, newest first, as the activity stream shows them
+    (the simulated user's time zone is UTC)."""
+
+    def full_name(user_name: str) -> str:
+        users = (row for row in state.records.rows("sys_user") if row.get("user_name") == user_name)
+        return next((row.get("name") or user_name for row in users), user_name)
+
+    def read(table: str, sys_id: str, element: str) -> str:
+        label = JOURNAL_LABELS.get(element, element)
+        return "".join(
+            f"{entry['sys_created_on']} - {full_name(entry['sys_created_by'])} ({label})\n{entry['value']}\n\n"
+            for entry in state.records.journal_entries(table, sys_id, element)
+        )
+
+    return read
+
+
 def _render_one(request: web.Request, schema: TableSchema, record: Mapping[str, str]) -> dict[str, Any]:
-    return render(schema, record, _options(request, schema), _namer(_state(request)))
+    state = _state(request)
+    return render(schema, record, _options(request, schema), _namer(state), _journal_reader(state))
 
 
 def _schema(request: web.Request) -> TableSchema:
@@ -95,6 +121,18 @@ def _answering_invalid_table(handler: TableHandler) -> TableHandler:
             return await handler(request)
         except InvalidTableError as exc:
             return invalid_table(exc.table)
+
+    return wrapped
+
+
+def _refusing_writes_to_platform_tables(handler: TableHandler) -> TableHandler:
+    """Rows of some tables (journal entries) are made by the platform only: a write is refused."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.Response:
+        if not _schema(request).api_writable:
+            return operation_failed()
+        return await handler(request)
 
     return wrapped
 
@@ -159,13 +197,16 @@ async def list_records(request: web.Request) -> web.Response:
     query = request.query
     compiled = parse_encoded_query(query.get("sysparm_query", ""), schema.has_field, state.clock.now())
     compiled.and_also(_plain_field_filters(schema, query))
-    matching = compiled.sort([row for row in state.records.rows(schema.name) if compiled.matches(row)])
+    readable = schema.name not in state.unreadable  # an ACL hides rows instead of refusing the call
+    rows = state.records.rows(schema.name) if readable else iter(())
+    matching = compiled.sort([row for row in rows if compiled.matches(row)])
     limit = max(_int_param(query, "sysparm_limit", DEFAULT_LIMIT), 0)
     offset = max(_int_param(query, "sysparm_offset", 0), 0)
     page = matching[offset : offset + limit]
     options = _options(request, schema)
     namer = _namer(state)
-    body = {"result": [render(schema, row, options, namer) for row in page]}
+    journal = _journal_reader(state)
+    body = {"result": [render(schema, row, options, namer, journal) for row in page]}
     headers: dict[str, str] = {}
     total = None if _flag(query, "sysparm_no_count") else len(matching)
     if total is not None:
@@ -182,9 +223,10 @@ async def list_records(request: web.Request) -> web.Response:
 
 async def get_record(request: web.Request) -> web.Response:
     schema = _schema(request)
-    record = _state(request).records.get(schema.name, request.match_info["sys_id"])
-    if record is None:
-        return no_record()
+    state = _state(request)
+    record = state.records.get(schema.name, request.match_info["sys_id"])
+    if record is None or schema.name in state.unreadable:
+        return no_record()  # "Record doesn't exist or ACL restricts the record retrieval"
     return web.json_response({"result": _render_one(request, schema, record)})
 
 
@@ -230,11 +272,11 @@ def add_routes(app: web.Application) -> None:
         for method, path, handler in (
             ("GET", collection, list_records),
             ("HEAD", collection, list_records),
-            ("POST", collection, create_record),
+            ("POST", collection, _refusing_writes_to_platform_tables(create_record)),
             ("GET", member, get_record),
             ("HEAD", member, get_record),
-            ("PATCH", member, update_record),
-            ("PUT", member, update_record),
-            ("DELETE", member, delete_record),
+            ("PATCH", member, _refusing_writes_to_platform_tables(update_record)),
+            ("PUT", member, _refusing_writes_to_platform_tables(update_record)),
+            ("DELETE", member, _refusing_writes_to_platform_tables(delete_record)),
         ):
             app.router.add_route(method, path, _answering_invalid_table(handler))

@@ -1,9 +1,10 @@
-"""ServiceNow's Table API for one tenant's instance: create, read, query with `Link` paging, and
-single pages for callers that page by keyset (the sync).
+"""ServiceNow's Table API for one tenant's instance: create, read, query with `Link` paging,
+single pages for callers that page by keyset (the sync), and work notes.
 
 Reads are retried (429/5xx/timeouts, honouring Retry-After). A create is sent once: whether a
 failed create may be repeated depends on finding the record it may have made, which is the
-ticketing service's business (it looks the ticket up by `correlation_id`). A 401 means the access
+ticketing service's business (it looks the ticket up by `correlation_id`). A work note is sent
+again only when ServiceNow certainly did not carry it out (`write_once`). A 401 means the access
 token is no longer accepted: the token is refreshed once and the request replayed once, which is
 safe because ServiceNow did not process a request it refused to authenticate.
 """
@@ -12,25 +13,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from shared.clock import SYSTEM_CLOCK, Clock
-from shared.errors import TokenRefused, UpstreamError, UpstreamRejected, UpstreamUnavailable
+from shared.errors import NotFound, TokenRefused, UpstreamError, UpstreamUnavailable
 from shared.ports import AccessTokenSource, ProbeAnswer
 from shared.records import Connection
+from shared.servicenow.answers import Record, probe_answer, rejected, result_of, results_of
 from shared.servicenow.transport import RetryPolicy, send_with_retries
+from shared.servicenow.write_once import send_unless_processed
 
 logger = logging.getLogger(__name__)
 
-Record = dict[str, Any]
 MAX_PAGE_SIZE = 1000
 _MAX_PAGES = 10_000
-_MESSAGE_LIMIT = 300
+# True: retried like a read; False: sent once; "unprocessed": again only when certainly not carried out.
+Resend = bool | Literal["unprocessed"]
 
 
 class ServiceNowTables:
@@ -71,12 +72,39 @@ class ServiceNowTables:
             connection, "POST", url, what=f"create {table}", retry=False, before=before_post, json=fields
         )
         if response.status_code == 201:
-            return _result(response)
+            return result_of(response)
         if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-            raise _rejected(response, f"create a {table} record")
+            raise rejected(response, f"create a {table} record")
         # Any other answer (another 2xx, a redirect, a proxy's 408) does not say no record was made.
         raise UpstreamUnavailable(
             f"ServiceNow answered the create with HTTP {response.status_code}.", retry_after=5, ambiguous=True
+        )
+
+    async def add_work_note(self, connection: Connection, table: str, sys_id: str, text: str) -> None:
+        """PATCH `{"work_notes": text}` onto the record: ServiceNow appends a journal entry.
+
+        Raises:
+            NotFound: no such record (or an ACL hides it).
+            UpstreamRejected: ServiceNow refused the note (its message included).
+            UpstreamUnavailable: no answer, or a 429/5xx; `ambiguous` says whether the note may
+                have been added all the same (then it was not sent again).
+        """
+        url = f"{_table_url(connection, table)}/{quote(sys_id, safe='')}"
+        response = await self._send(
+            connection, "PATCH", url, what=f"add a work note to {table}", retry="unprocessed",
+            params={"sysparm_fields": "sys_id"}, json={"work_notes": text},
+        )  # fmt: skip
+        if response.status_code == 200:
+            return
+        if response.status_code == 404:
+            raise NotFound(f"ServiceNow has no {table} record {sys_id} to add a work note to.")
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+            raise rejected(response, f"add a work note to a {table} record")
+        # Another 2xx, a redirect or a proxy's 408 does not say the note was not added.
+        raise UpstreamUnavailable(
+            f"ServiceNow answered the work note with HTTP {response.status_code}.",
+            retry_after=5,
+            ambiguous=True,
         )
 
     async def find_one(
@@ -112,8 +140,8 @@ class ServiceNowTables:
             if response.status_code == 404:
                 return  # v1 answers an empty result with 404
             if response.status_code != 200:
-                raise _rejected(response, f"query {table}")
-            records = _results(response)
+                raise rejected(response, f"query {table}")
+            records = results_of(response)
             if records:
                 yield records
             next_url = response.links.get("next", {}).get("url")
@@ -143,8 +171,8 @@ class ServiceNowTables:
         if response.status_code == 404:
             return []  # v1 answers an empty result with 404
         if response.status_code != 200:
-            raise _rejected(response, f"query {table}")
-        return _results(response)
+            raise rejected(response, f"query {table}")
+        return results_of(response)
 
     async def reach(self, connection: Connection) -> ProbeAnswer:
         """One unauthenticated GET, sent once (the instance answers 401): is anybody there?"""
@@ -156,7 +184,7 @@ class ServiceNowTables:
             retry=False,
             clock=self._clock,
         )
-        return _probe_answer(response, count=False)
+        return probe_answer(response, count=False)
 
     async def read_one(self, connection: Connection, table: str) -> ProbeAnswer:
         """GET at most one record (`sysparm_limit=1`), signed in; the answer whatever its status."""
@@ -168,7 +196,7 @@ class ServiceNowTables:
         }
         url = _table_url(connection, table)
         response = await self._send(connection, "GET", url, what=f"probe {table}", params=params)
-        return _probe_answer(response, count=True)
+        return probe_answer(response, count=True)
 
     async def _send(
         self,
@@ -177,7 +205,7 @@ class ServiceNowTables:
         url: str,
         *,
         what: str,
-        retry: bool = True,
+        retry: Resend = True,
         before: Callable[[], Awaitable[None]] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
@@ -197,16 +225,16 @@ class ServiceNowTables:
         return response
 
     async def _attempt(
-        self, method: str, url: str, token: str, what: str, retry: bool, kwargs: dict[str, Any]
+        self, method: str, url: str, token: str, what: str, retry: Resend, kwargs: dict[str, Any]
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        return await send_with_retries(
-            lambda: self._http.request(method, url, headers=headers, **kwargs),
-            self._retry,
-            what=what,
-            retry=retry,
-            clock=self._clock,
-        )
+
+        def send() -> Awaitable[httpx.Response]:
+            return self._http.request(method, url, headers=headers, **kwargs)
+
+        if retry == "unprocessed":
+            return await send_unless_processed(send, self._retry, what=what, clock=self._clock)
+        return await send_with_retries(send, self._retry, what=what, retry=retry, clock=self._clock)
 
 
 def _table_url(connection: Connection, table: str) -> str:
@@ -219,57 +247,3 @@ def _same_instance(connection: Connection, url: str) -> str:
     if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
         raise UpstreamError("ServiceNow's paging link points at another host; not following it.")
     return url
-
-
-def _result(response: httpx.Response) -> Record:
-    try:
-        result = response.json()["result"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UpstreamError("ServiceNow answered without a result.") from exc
-    if not isinstance(result, dict):
-        raise UpstreamError("ServiceNow answered with an unexpected result.")
-    return result
-
-
-def _results(response: httpx.Response) -> list[Record]:
-    try:
-        result = response.json()["result"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UpstreamError("ServiceNow answered without a result.") from exc
-    if not isinstance(result, list):
-        raise UpstreamError("ServiceNow answered with an unexpected result.")
-    return [record for record in result if isinstance(record, dict)]
-
-
-def _rejected(response: httpx.Response, action: str) -> UpstreamRejected:
-    said = _said(response)
-    return UpstreamRejected(
-        f"ServiceNow refused to {action} (HTTP {response.status_code}){': ' + said if said else ''}."
-    )
-
-
-def _said(response: httpx.Response) -> str:
-    """ServiceNow's own words from its `{"error": {"message", "detail"}}` envelope."""
-    message = detail = ""
-    try:
-        error = response.json().get("error") or {}
-        message, detail = str(error.get("message") or ""), str(error.get("detail") or "")
-    except (ValueError, AttributeError):
-        pass
-    return ": ".join(part for part in (message, detail) if part and part != "null")[:_MESSAGE_LIMIT]
-
-
-def _probe_answer(response: httpx.Response, *, count: bool) -> ProbeAnswer:
-    """`count`: read the records of a 200 (UpstreamError when it has no result list)."""
-    records = len(_results(response)) if count and response.status_code == 200 else 0
-    said = _said(response) if response.status_code >= 400 else ""
-    return ProbeAnswer(response.status_code, _date(response), records, said)
-
-
-def _date(response: httpx.Response) -> datetime | None:
-    """The answer's `Date` header (RFC 9110 IMF-fixdate, GMT): the instance's clock."""
-    try:
-        moment = parsedate_to_datetime(response.headers.get("date", ""))
-    except (TypeError, ValueError, IndexError):
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -133,14 +133,23 @@ class ProvisioningService:
         return connection_view(connection, self._clock.now())
 
     async def set_secure_score(self, tenant_id: str, update: SecureScoreUpdate) -> ConnectionView:
-        """Turn the write-back of ticket states to Secure Score on or off; the status after."""
+        """Turn the write-back of ticket states to Secure Score and/or the work notes on or off
+        (a switch left out keeps its setting); the status after."""
+        switches = {
+            name: value
+            for name, value in (
+                ("secure_score_write_back", update.write_back),
+                ("remediation_work_notes", update.work_notes),
+            )
+            if value is not None
+        }
         saved = await self._connections.update(
-            tenant_id,
-            lambda _: {"secure_score_write_back": update.write_back, "updated_at": self._clock.now()},
+            tenant_id, lambda _: {**switches, "updated_at": self._clock.now()}
         )
         if saved is None:
             raise ConnectionNotReady("Configure the ServiceNow instance first (PUT /api/provisioning).")
-        logger.info("Secure Score write-back turned %s", "on" if update.write_back else "off")
+        for name, value in switches.items():
+            logger.info("Secure Score %s turned %s", name.replace("_", " "), "on" if value else "off")
         return connection_view(saved, self._clock.now())
 
     async def complete(self, params: CallbackParams) -> str:
@@ -348,6 +357,7 @@ def connection_view(connection: Connection, now: datetime) -> ConnectionView:
         state_names=effective_state_names(connection.state_names, connection.instance_state_labels),
         secure_score=SecureScoreView(
             write_back=connection.secure_score_write_back,
+            work_notes=connection.remediation_work_notes,
             checked_at=connection.remediation_checked_at,
             # A pause that has run out is no pause: Graph may be called again.
             paused_until=connection.graph_not_before

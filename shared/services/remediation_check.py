@@ -16,6 +16,8 @@ write-back of those tickets to their controls (rules: `shared.remediation`).
   A row's `RemediationCheckedAt` is when its current result was found; the connection's
   `RemediationCheckedAt` (written last) is when the tenant was last checked: every row's result
   holds as of then.
+- Then a work note on each ticket remediated while open, once, when the tenant turned it on
+  (`Connection.remediation_work_notes`; `remediation_work_notes`).
 
 **Write-back** (only when the tenant turned it on: `Connection.secure_score_write_back`): per
 improvement action, the newest ticket with a live record decides the comment, e.g.
@@ -72,7 +74,14 @@ from typing import Any
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import AppError, NotFound, UpstreamUnavailable
 from shared.models import ImprovementAction
-from shared.ports import ConnectionStore, ImprovementActions, RemediationRows, SecureScoreWriter
+from shared.ports import (
+    ConnectionStore,
+    ImprovementActions,
+    RemediationRows,
+    SecureScoreWriter,
+    ServiceNowRecords,
+    WorkNoteWriter,
+)
 from shared.records import Connection, Ticket
 from shared.remediation import (
     DEFAULT_GRACE,
@@ -83,13 +92,16 @@ from shared.remediation import (
     remediation_flags,
     remediation_status,
 )
+from shared.services.remediation_work_notes import WorkNotes
 from shared.services.remediation_write_back import SCID_REFUSED, Pending, ProfileOf, WriteBack
 from shared.ticket_states import StateLabels, closed_state
 
 logger = logging.getLogger(__name__)
 
 # The fields of a check's result: a change in any of them is written with the check's time.
-_RESULT = frozenset(f.name for f in fields(RemediationFields) if not f.name.startswith("write_back"))
+_RESULT = frozenset(
+    f.name for f in fields(RemediationFields) if not f.name.startswith(("write_back", "work_note"))
+)
 
 
 @dataclass
@@ -104,6 +116,7 @@ class RemediationOutcome:
     patched: int = 0  # PATCHes Graph confirmed
     found: int = 0  # comments Graph already had as the newest entry: recorded, not sent
     failed: int = 0  # write-backs that failed (recorded on their row)
+    noted: int = 0  # work notes added to ServiceNow records
     paused_until: datetime | None = None
 
     def summary(self) -> str:
@@ -112,7 +125,7 @@ class RemediationOutcome:
         return (
             f"{sum(self.statuses.values())} ticket(s) ({statuses}); flags: {flags}; "
             f"{self.written} row(s) written; write-back: {self.patched} sent, {self.found} already "
-            f"there, {self.failed} failed"
+            f"there, {self.failed} failed; {self.noted} work note(s) added"
             + (f"; Graph paused until {self.paused_until.isoformat()}" if self.paused_until else "")
         )
 
@@ -132,7 +145,15 @@ class RemediationCheck:
         connections: ConnectionStore,
         clock: Clock = SYSTEM_CLOCK,
         grace: timedelta = DEFAULT_GRACE,
+        notes: WorkNoteWriter | None = None,
+        journal: ServiceNowRecords | None = None,
     ) -> None:
+        """`notes` and `journal` (both, or no work notes): see `remediation_work_notes`."""
+        self._notes = (
+            WorkNotes(rows=tickets, writer=notes, journal=journal, clock=clock)
+            if notes is not None and journal is not None
+            else None
+        )
         self._rows = tickets
         self._actions = actions
         self._writer = writer
@@ -179,6 +200,9 @@ class RemediationCheck:
         if connection.secure_score_write_back:
             await self._write_back(connection, rows, (pending, stored), _known(by_id), outcome, deadline)
         outcome.written += await self._rows.write(tenant_id, _changes(stored, pending))
+        if self._notes is not None:
+            titles = {action.id: action.title for action in profiles}
+            outcome.noted = (await self._notes.run(connection, rows, pending, titles, deadline)).sent
         await self._record(tenant_id, now, outcome, checked=True)
         logger.info("Secure Score check: %s", outcome.summary())
         return outcome

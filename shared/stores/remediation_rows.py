@@ -30,11 +30,16 @@ from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
 
 from shared.errors import PreconditionFailed
 from shared.records import Ticket
-from shared.remediation import RemediationChange, RemediationFields, RemediationRow, RemediationStatus
+from shared.remediation import (
+    RemediationChange,
+    RemediationFields,
+    RemediationRow,
+    RemediationStatus,
+    WorkNoteState,
+)
 from shared.stores.tables import TableStore, get_entity, storage_errors
+from shared.stores.tickets import MAX_BATCH, TICKETS
 
-TICKETS = "tickets"
-MAX_BATCH = 100  # Table Storage's limit of operations in one transaction
 REPLACE_ATTEMPTS = 3
 
 # `Ticket` field -> its column (the model's PascalCase alias).
@@ -190,12 +195,20 @@ def _fields(entity: Mapping[str, Any]) -> RemediationFields:
         write_back_comment=entity.get(_COLUMN["write_back_comment"]) or None,
         write_back_at=_instant(entity, "write_back_at"),
         write_back_error=entity.get(_COLUMN["write_back_error"]) or None,
+        work_note_state=_work_note_state(entity.get(_COLUMN["work_note_state"])),
+        work_note_at=_instant(entity, "work_note_at"),
     )
 
 
 def _instant(entity: Mapping[str, Any], name: str) -> datetime | None:
     value = entity.get(_COLUMN[name])
     return value if isinstance(value, datetime) else None
+
+
+def _work_note_state(value: object) -> WorkNoteState | None:
+    if value == "sending" or value == "sent":
+        return value
+    return None
 
 
 def _status(value: object) -> RemediationStatus | None:

@@ -255,3 +255,9 @@ async def test_remediation_flags_lead_from_the_home_card_to_the_ticket(stack: St
     await section.screenshot(path=str(SCREENSHOTS / "secure-score-switch.png"))  # the card: the page is long
     await page.reload()
     await expect(page.get_by_role("switch", name="Write ticket states back to Secure Score")).to_be_checked()
+    notes = page.get_by_role("switch", name="Add a work note when an action is done while its ticket is open")
+    await expect(notes).not_to_be_checked()
+    await notes.click()
+    await expect(page.get_by_text("Work notes is on.")).to_be_visible()
+    status = (await api.status(stack, tenant))["secureScore"]
+    assert (status["workNotes"], status["writeBack"]) == (True, True)  # each switch saves only itself

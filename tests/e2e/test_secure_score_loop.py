@@ -202,3 +202,35 @@ async def test_a_ticket_made_with_write_back_on_is_written_back_by_its_create(
     assert (await row(stack, tenant, ticket["id"]))["WriteBackComment"] == sent["body"]["comment"]
     assert await sync_api.run_worker(stack, tenant) == "succeeded"  # the check finds it there
     assert len(await patches(graph, tenant)) == 1
+
+
+async def test_an_open_ticket_whose_action_is_done_gets_one_work_note(
+    stack: Stack, graph: httpx.AsyncClient
+) -> None:
+    tenant = await connected_tenant(stack)
+    admin = stack.as_user(tenant, Role.ADMIN, name="Ada Admin")
+    switched = await stack.client.put(
+        "/api/provisioning/secure-score", json={"workNotes": True}, headers=admin
+    )
+    assert switched.status_code == 200, switched.text
+    assert switched.json()["secureScore"]["workNotes"] is True
+    assert switched.json()["secureScore"]["writeBack"] is False  # left as it was
+    await put(graph, f"/secure-scores/{tenant}/controls/AdminMFAV2", {"score": 10})
+    ticket = await action_ticket(stack, tenant, "AdminMFAV2")
+    assert await sync_api.run_worker(stack, tenant) == "succeeded"  # the first sync reconciles: checked
+
+    [note] = await work_notes(stack, ticket["sysId"])
+    assert "improvement action AdminMFAV2" in note["value"]
+    assert note["value"].endswith(f"[secure-score:AdminMFAV2:{ticket['id']}]")
+    noted = await row(stack, tenant, ticket["id"])
+    assert (noted["RemediatedWhileOpen"], noted["WorkNoteState"]) == (True, "sent")
+
+    await daily_check(stack, tenant)
+    assert len(await work_notes(stack, ticket["sysId"])) == 1
+    assert await patches(graph, tenant) == []  # the write-back stays off
+
+
+async def work_notes(stack: Stack, sys_id: str) -> list[dict[str, Any]]:
+    """The record's work notes, as the simulator holds them in `sys_journal_field`."""
+    entries = (await stack.simulator.control("GET", "records/sys_journal_field"))["result"]
+    return [e for e in entries if (e["element_id"], e["element"]) == (sys_id, "work_notes")]

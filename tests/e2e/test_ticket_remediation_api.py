@@ -124,6 +124,7 @@ async def test_the_write_back_switch(stack: Stack) -> None:
     assert never.json()["error"]["code"] == "connection_not_ready"
     assert (await api.status(stack, tenant))["secureScore"] == {
         "writeBack": False,
+        "workNotes": False,
         "checkedAt": None,
         "pausedUntil": None,
     }

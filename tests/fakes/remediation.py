@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shared.models import ConnectionStatus, ImprovementAction, TicketType
-from shared.ports import RemediationRows
+from shared.ports import RemediationRows, ServiceNowRecords, WorkNoteWriter
 from shared.records import Connection, Ticket, new_ticket_id
 from shared.remediation import DEFAULT_GRACE, RemediationChange, RemediationFields, RemediationRow
 from shared.services.remediation_check import RemediationCheck
@@ -146,7 +146,13 @@ class RemediationWorld:
         world.connect()
         return world
 
-    def check(self, grace: timedelta = DEFAULT_GRACE) -> RemediationCheck:
+    def check(
+        self,
+        grace: timedelta = DEFAULT_GRACE,
+        *,
+        notes: WorkNoteWriter | None = None,
+        journal: ServiceNowRecords | None = None,
+    ) -> RemediationCheck:
         return RemediationCheck(
             tickets=self.rows,
             actions=self.actions,
@@ -154,6 +160,8 @@ class RemediationWorld:
             connections=self.connections,
             clock=self.clock,
             grace=grace,
+            notes=notes,
+            journal=journal,
         )
 
     def connect(self, **fields: Any) -> Connection:

@@ -113,3 +113,21 @@ async def test_a_row_deleted_meanwhile_is_never_made_again(store: TableStore) ->
     assert kept_row.regressed is True
     assert await rows.write("t1", [RemediationChange(gone, {"write_back_error": None})]) == 0
     assert await tickets.get("t1", gone) is None
+
+
+async def test_the_work_note_state_is_written_read_and_taken_away(store: TableStore) -> None:
+    tickets, rows = TicketRepository(store), RemediationRowRepository(store)
+    ticket_id = new_ticket_id(NOW)
+    await tickets.add(ticket("t1", ticket_id, "AdminMFAV2"))
+
+    sending = {"work_note_state": "sending", "work_note_at": NOW}
+    assert await rows.write("t1", [RemediationChange(ticket_id, sending)]) == 1
+    [row] = await rows.action_tickets("t1")
+    assert (row.fields.work_note_state, row.fields.work_note_at) == ("sending", NOW)
+    stored = await tickets.get("t1", ticket_id)
+    assert stored is not None
+    assert stored.work_note_state == "sending"
+
+    await rows.write("t1", [RemediationChange(ticket_id, {"work_note_state": None, "work_note_at": None})])
+    [row] = await rows.action_tickets("t1")
+    assert (row.fields.work_note_state, row.fields.work_note_at) == (None, None)

@@ -84,3 +84,12 @@ async def test_the_servicenow_client_keeps_no_session_cookies() -> None:
         await client.get("https://shared.service-now.com/api/now/table/incident")
         await client.get("https://shared.service-now.com/api/now/table/incident")
     assert cookies_sent == [None, None]
+
+
+def test_the_secure_score_check_takes_its_grace_from_the_settings() -> None:
+    from datetime import timedelta
+
+    from shared.bootstrap import Container
+
+    container = Container(settings(REMEDIATION_GRACE_DAYS=2))
+    assert container.remediation_check._grace == timedelta(days=2)  # what the flags are judged by

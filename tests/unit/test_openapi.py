@@ -218,7 +218,14 @@ def test_remediation_and_the_secure_score_switch_are_documented() -> None:
     assert set(schemas["RemediationFlags"]["properties"]) == flags
     assert set(schemas["FlagCounts"]["properties"]) == flags
     assert "flags" in schemas["TicketTypeSummary"]["required"]
-    assert set(schemas["SecureScoreView"]["properties"]) == {"writeBack", "checkedAt", "pausedUntil"}
+    assert set(schemas["SecureScoreView"]["properties"]) == {
+        "writeBack",
+        "workNotes",
+        "checkedAt",
+        "pausedUntil",
+    }
+    update = schemas["SecureScoreUpdate"]
+    assert (set(update["properties"]), update["minProperties"]) == ({"writeBack", "workNotes"}, 1)
     assert "secureScore" in schemas["ConnectionView"]["properties"]
     [flag] = [p for p in OPS["tickets_list"][2]["parameters"] if p.get("name") == "flag"]
     assert set(flag["schema"]["enum"]) == flags

@@ -124,7 +124,7 @@ async def test_a_ticket_closed_without_the_points_is_flagged_after_the_grace_and
     )
 
 
-async def test_the_grace_is_a_setting(world: RemediationWorld) -> None:
+async def test_the_grace_is_the_checks_to_choose(world: RemediationWorld) -> None:
     ticket = world.ticket("AdminMFAV2", "8")  # cancelled
     world.score("AdminMFAV2", 0)
     world.clock.advance(hours=3)

@@ -76,6 +76,20 @@ async def test_the_switch_is_off_until_turned_on_and_back_off(world: World) -> N
     assert connections.rows[TENANT].secure_score_write_back is False
 
 
+async def test_each_switch_changes_only_itself(world: World) -> None:
+    service, connections, _ = world
+    connections.rows[TENANT] = connection(secure_score_write_back=True)
+    answer = await service.set_secure_score(TENANT, SecureScoreUpdate(work_notes=True))
+    assert (answer.secure_score.write_back, answer.secure_score.work_notes) == (True, True)
+    assert connections.rows[TENANT].remediation_work_notes is True
+
+    answer = await service.set_secure_score(TENANT, SecureScoreUpdate(write_back=False))
+    assert (answer.secure_score.write_back, answer.secure_score.work_notes) == (False, True)
+    both = SecureScoreUpdate.model_validate({"writeBack": True, "workNotes": False})
+    answer = await service.set_secure_score(TENANT, both)
+    assert (answer.secure_score.write_back, answer.secure_score.work_notes) == (True, False)
+
+
 async def test_a_lost_race_keeps_the_other_writers_change(world: World) -> None:
     service, connections, _ = world
     connections.rows[TENANT] = connection()
@@ -91,7 +105,7 @@ async def test_a_tenant_that_never_configured_gets_connection_not_ready(world: W
         await service.set_secure_score(TENANT, ON)
     assert TENANT not in connections.rows
     off = (await service.status(TENANT)).model_dump(by_alias=True)["secureScore"]
-    assert off == {"writeBack": False, "checkedAt": None, "pausedUntil": None}
+    assert off == {"writeBack": False, "workNotes": False, "checkedAt": None, "pausedUntil": None}
 
 
 async def test_the_status_shows_the_last_check_and_a_pause_only_while_it_lasts(world: World) -> None:
@@ -106,7 +120,16 @@ async def test_the_status_shows_the_last_check_and_a_pause_only_while_it_lasts(w
 
 
 @pytest.mark.parametrize(
-    "body", [{}, {"writeBack": "true"}, {"writeBack": 1}, {"writeBack": None}, {"writeBack": True, "x": 1}]
+    "body",
+    [
+        {},
+        {"writeBack": "true"},
+        {"writeBack": 1},
+        {"writeBack": None},
+        {"writeBack": True, "x": 1},
+        {"workNotes": "yes"},
+        {"writeBack": None, "workNotes": None},
+    ],
 )
 def test_only_a_json_boolean_is_a_switch(body: dict[str, object]) -> None:
     with pytest.raises(BadRequest):

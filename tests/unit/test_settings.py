@@ -43,6 +43,8 @@ def test_identity_based_storage_is_accepted(app_env: pytest.MonkeyPatch) -> None
         ("KEY_VAULT_URL", {}, "KEY_VAULT_URL"),
         (None, {"SERVICENOW_URL_TEMPLATE": "https://example.com"}, "{instance}"),
         (None, {"PORTAL_URL": "not a url"}, "PORTAL_URL"),
+        (None, {"REMEDIATION_GRACE_DAYS": "0"}, "REMEDIATION_GRACE_DAYS"),
+        (None, {"REMEDIATION_GRACE_DAYS": "a week"}, "REMEDIATION_GRACE_DAYS"),
     ],
 )
 def test_missing_or_bad_settings_fail_with_a_clear_message(
@@ -109,3 +111,9 @@ def test_the_sample_settings_are_valid() -> None:
     sample = json.loads((Path(__file__).resolve().parents[2] / "local.settings.sample.json").read_text())
     values = {k: v for k, v in sample["Values"].items() if isinstance(v, str)}
     assert Settings.model_validate(values).data_storage == "UseDevelopmentStorage=true"
+
+
+def test_the_remediation_grace_is_read_from_the_environment(app_env: pytest.MonkeyPatch) -> None:
+    assert Settings().remediation_grace_days == 7
+    app_env.setenv("REMEDIATION_GRACE_DAYS", "2.5")
+    assert Settings().remediation_grace_days == 2.5

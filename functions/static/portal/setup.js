@@ -1,5 +1,5 @@
 // ServiceNow configuration: connect (save, then authorize in ServiceNow), status, test, state
-// names, the Secure Score write-back switch, remove.
+// names, the Secure Score switches (write-back, work notes), remove.
 
 import { api } from "./api.js";
 import { attention } from "./home.js";
@@ -193,26 +193,18 @@ function stateNamesSection(status, context) {
 
 function secureScoreSection(status) {
   const secureScore = status.secureScore || {};
-  const toggle = h("input", { type: "checkbox", role: "switch", id: "write-back", "aria-describedby": "write-back-hint", checked: Boolean(secureScore.writeBack) });
   const box = h("div", { "aria-live": "polite" });
   const facts = [
     ["Last check", secureScore.checkedAt ? formatDate(secureScore.checkedAt) : "Not yet"],
     ["Paused until", secureScore.pausedUntil && `${formatDate(secureScore.pausedUntil)} (Microsoft Graph asked us to wait; ServiceNow syncs go on)`],
   ].filter(([, value]) => value);
-  toggle.addEventListener("change", async () => {
-    const wanted = toggle.checked;
-    toggle.disabled = true;
-    box.replaceChildren();
-    try {
-      const saved = await api("PUT", "provisioning/secure-score", { body: { writeBack: wanted } });
-      toggle.checked = Boolean(saved.secureScore && saved.secureScore.writeBack);
-      box.replaceChildren(h("p", { class: "hint", role: "status", text: toggle.checked ? "Write-back is on." : "Write-back is off." }));
-    } catch (error) {
-      toggle.checked = !wanted;
-      box.replaceChildren(errorBox(error));
-    } finally {
-      toggle.disabled = false;
-    }
+  const writeBack = secureScoreSwitch(secureScore, box, {
+    key: "writeBack", id: "write-back", label: "Write ticket states back to Secure Score", name: "Write-back",
+    hint: "Adds a comment with the ServiceNow number, link and state to the improvement action in Secure Score when a ticket is made and when its state changes; the action's own status is left as it is. Device actions cannot be written to. Needs the Microsoft Graph application permission SecurityEvents.ReadWrite.All on the connector's Graph app registration, granted with admin consent in your tenant; without it each ticket shows the write-back error.",
+  });
+  const workNotes = secureScoreSwitch(secureScore, box, {
+    key: "workNotes", id: "work-notes", label: "Add a work note when an action is done while its ticket is open", name: "Work notes",
+    hint: "Adds one work note to the ServiceNow ticket, once, when Secure Score shows its improvement action done while the ticket is still open. Before ever adding it again the connector looks for it in the ticket's journal, so the ServiceNow user needs read access to sys_journal_field.",
   });
   return h(
     "section",
@@ -220,10 +212,34 @@ function secureScoreSection(status) {
     h("h2", { id: "secure-score-title", text: "Secure Score" }),
     h("p", { class: "hint", text: "Once a day the connector checks in Microsoft Secure Score whether each ticket's improvement action got done, and flags tickets closed without remediation, actions done while their ticket is open, and actions that regressed." }),
     h("dl", { class: "facts" }, facts.map(([name, value]) => [h("dt", { text: name }), h("dd", { text: value })])),
-    h("div", { class: "switch" }, toggle, h("label", { for: toggle.id, text: "Write ticket states back to Secure Score" })),
-    h("p", { class: "hint", id: "write-back-hint", text: "Adds a comment with the ServiceNow number, link and state to the improvement action in Secure Score when a ticket is made and when its state changes; the action's own status is left as it is. Device actions cannot be written to. Needs the Microsoft Graph application permission SecurityEvents.ReadWrite.All on the connector's Graph app registration, granted with admin consent in your tenant; without it each ticket shows the write-back error." }),
+    ...writeBack,
+    ...workNotes,
     box,
   );
+}
+
+// One switch of the card: saved on change (only its own setting), the outcome said in `box`.
+function secureScoreSwitch(secureScore, box, { key, id, label, name, hint }) {
+  const toggle = h("input", { type: "checkbox", role: "switch", id, "aria-describedby": `${id}-hint`, checked: Boolean(secureScore[key]) });
+  toggle.addEventListener("change", async () => {
+    const wanted = toggle.checked;
+    toggle.disabled = true;
+    box.replaceChildren();
+    try {
+      const saved = await api("PUT", "provisioning/secure-score", { body: { [key]: wanted } });
+      toggle.checked = Boolean(saved.secureScore && saved.secureScore[key]);
+      box.replaceChildren(h("p", { class: "hint", role: "status", text: `${name} ${toggle.checked ? "is on." : "is off."}` }));
+    } catch (error) {
+      toggle.checked = !wanted;
+      box.replaceChildren(errorBox(error));
+    } finally {
+      toggle.disabled = false;
+    }
+  });
+  return [
+    h("div", { class: "switch" }, toggle, h("label", { for: id, text: label })),
+    h("p", { class: "hint", id: `${id}-hint`, text: hint }),
+  ];
 }
 
 function removeSection() {
