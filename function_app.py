@@ -12,6 +12,7 @@ from functions import (
     provisioning,
     sync,
     ticket_completion,
+    ticket_notes,
     tickets,
 )
 from shared import observability
@@ -24,6 +25,7 @@ for blueprint in (
     provisioning.bp,
     oauth.bp,
     tickets.bp,
+    ticket_notes.bp,
     improvement_actions.bp,
     ticket_completion.bp,
     sync.bp,

@@ -34,6 +34,7 @@ from shared.errors import (
     NotFound,
     PayloadTooLarge,
     ReauthorizationRequired,
+    TicketDeletedInServiceNow,
     Unauthenticated,
     UnsupportedMediaType,
     UpstreamError,
@@ -56,6 +57,7 @@ from shared.models import (
     TicketSummary,
     TicketView,
 )
+from shared.note_models import AddNote, Note, NoteList
 from shared.remediation_models import SecureScoreUpdate
 
 # Every protected operation: the principal, the role, the settings, storage, a lost race.
@@ -269,6 +271,46 @@ OPERATIONS: dict[str, Operation] = {
         answers=(Answer(200, "The ticket.", TicketView, ex.CHECKED_TICKET),),
         errors=(*PROTECTED, NotFound),
         path={"id": PathParameter("The ticket id (21 characters).", ex.TICKET_ID)},
+    ),
+    "ticket_notes_list": Operation(
+        summary="A ticket's work notes and comments",
+        description="The work notes and additional comments of the ticket's ServiceNow record, newest first, "
+        "at most 100 (`truncated` says when there are more), times in UTC. Read from `sys_journal_field`; "
+        "when the integration user may not read it (ServiceNow then answers an empty list), from the "
+        "record's display values (`source: display_values`, authors as full names, times converted from "
+        "the integration user's time zone). A ticket without a record yet (`creating`, `failed`) has none.",
+        tag="Tickets",
+        answers=(Answer(200, "The notes.", NoteList, ex.NOTES),),
+        errors=(*PROTECTED, *SERVICENOW, NotFound, ConnectionNotReady, TicketDeletedInServiceNow),
+        path={"id": PathParameter("The ticket id (21 characters).", ex.TICKET_ID)},
+    ),
+    "ticket_notes_add": Operation(
+        summary="Add a work note or comment",
+        description="Appends a work note (internal) or an additional comment (visible to the caller's "
+        "users in ServiceNow) to the ticket's record. `Idempotency-Key` is required: a repeat with the same "
+        "key and body answers the same note and sends nothing; after a 503 repeat it with the same key: the "
+        "app looks for the note in the record's journal before sending it again. `text`: 1 to 4000 "
+        "characters, no control characters but newline and tab.",
+        tag="Tickets",
+        answers=(
+            Answer(201, "Added.", Note, ex.NOTE),
+            Answer(200, "The note this Idempotency-Key already added; nothing was sent.", Note, ex.NOTE),
+        ),
+        errors=(
+            *PROTECTED,
+            *WRITE,
+            *BODY,
+            *SERVICENOW,
+            NotFound,
+            ConnectionNotReady,
+            IdempotencyKeyInProgress,
+            IdempotencyKeyReused,
+            TicketDeletedInServiceNow,
+        ),
+        body=AddNote,
+        body_examples={"work_note": ex.ADD_NOTE_REQUEST},
+        path={"id": PathParameter("The ticket id (21 characters).", ex.TICKET_ID)},
+        request_headers=("Idempotency-Key",),
     ),
     "sync_now": Operation(
         summary="Sync now",

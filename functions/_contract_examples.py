@@ -23,6 +23,7 @@ from shared.models import (
     TicketTypeSummary,
     TicketView,
 )
+from shared.note_models import Note, NoteList
 from shared.remediation import RemediationStatus
 from shared.remediation_models import (
     FlagCounts,
@@ -168,4 +169,32 @@ IMPROVEMENT_ACTIONS: dict[str, Any] = {
             ],
         }
     ]
+}
+
+NOTE = Note(
+    kind="work_note",
+    text="Conditional Access policy rolled out to the pilot group.",
+    author="Ada Admin",
+    created_at=datetime(2030, 1, 12, 9, 30, 5, tzinfo=UTC),
+)
+NOTES = NoteList(
+    source="journal",
+    notes=[
+        Note(
+            kind="comment",
+            text="We will enable the policy for everyone on Monday.",
+            author="svc.m365.integration",
+            created_at=datetime(2030, 1, 13, 8, 0, 0, tzinfo=UTC),
+        ),
+        Note(
+            kind="work_note",
+            text="Conditional Access policy rolled out to the pilot group.",
+            author="svc.m365.integration",
+            created_at=datetime(2030, 1, 12, 9, 30, 5, tzinfo=UTC),
+        ),
+    ],
+)
+ADD_NOTE_REQUEST: dict[str, Any] = {
+    "kind": "work_note",
+    "text": "Conditional Access policy rolled out to the pilot group.",
 }

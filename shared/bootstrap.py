@@ -18,7 +18,8 @@ from shared.settings import Settings, get_settings
 if TYPE_CHECKING:
     import httpx
 
-    from shared.ports import ImprovementActions, MessageQueue, SecretStore, SecureScoreWriter
+    from shared.ports import ImprovementActions, MessageQueue, SecretStore
+    from shared.secure_score_ports import SecureScoreWriter
     from shared.servicenow.oauth import ServiceNowOAuthClient
     from shared.servicenow.table_api import ServiceNowTables
     from shared.services.access_tokens import AccessTokens
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from shared.services.provisioning import ProvisioningService
     from shared.services.remediation_check import RemediationCheck
     from shared.services.syncing import SyncService
+    from shared.services.ticket_notes import TicketNotes
     from shared.services.ticketing import TicketingService
     from shared.stores.connections import ConnectionRepository, OAuthStateRepository
     from shared.stores.idempotency import IdempotencyRepository
@@ -208,6 +210,25 @@ class Container:
                 actions=self.graph,
                 queue=self.ticket_queue,
                 created_hook=self.remediation_check,
+            ),
+        )
+
+    @property
+    def ticket_notes(self) -> TicketNotes:
+        from shared.clock import SYSTEM_CLOCK
+        from shared.services.ticket_notes import TicketNotes
+        from shared.services.ticket_policy import TicketingPolicy
+
+        return self._get(
+            "ticket_notes",
+            lambda: TicketNotes(
+                tickets=self.tickets,
+                connections=self.connections,
+                records=self.servicenow_tables,
+                journal=self.servicenow_tables,
+                claims=self.idempotency,
+                policy=TicketingPolicy(),
+                clock=SYSTEM_CLOCK,
             ),
         )
 

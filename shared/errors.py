@@ -13,6 +13,7 @@
     │   ├── ConnectionNotReady        409 connection_not_ready
     │   ├── ReauthorizationRequired   409 reauthorization_required
     │   ├── IdempotencyKeyInProgress  409 idempotency_key_in_progress (carries retry_after seconds)
+    │   ├── TicketDeletedInServiceNow 409 ticket_deleted_in_servicenow (its record is gone)
     │   └── PreconditionFailed        409 conflict  (a conditional table write lost a race; the
     │                                               services handle it, one that escapes is a 409)
     ├── IdempotencyKeyReused          422 idempotency_key_reused
@@ -118,6 +119,11 @@ class IdempotencyKeyInProgress(Conflict):
         self.retry_after = max(1, int(retry_after))
 
 
+class TicketDeletedInServiceNow(Conflict):
+    code = "ticket_deleted_in_servicenow"
+    default_message = "The ticket's record was deleted in ServiceNow."
+
+
 class PreconditionFailed(Conflict):
     """Another writer changed or removed the row first (ETag mismatch, or it already exists)."""
 
@@ -211,6 +217,7 @@ HTTP_STATUS: dict[type[AppError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    TicketDeletedInServiceNow: 409,
     IdempotencyKeyReused: 422,
     AuthorizationNotCompleted: 400,
     DependencyNotConfigured: 503,

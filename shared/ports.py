@@ -30,7 +30,6 @@ from shared.records import (
     TicketSyncEntry,
     TokenSet,
 )
-from shared.remediation import RemediationChange, RemediationRow
 from shared.remediation_models import RemediationFlag, TicketCounts
 
 ServiceNowRecord = dict[str, Any]
@@ -140,21 +139,6 @@ class TicketStore(Protocol):
         ...
 
 
-class RemediationRows(Protocol):
-    """The `tickets` table's columns of the daily Secure Score check (`shared.remediation`)."""
-
-    async def action_tickets(self, tenant_id: str) -> list[RemediationRow]:
-        """The tenant's tickets made for an improvement action, newest first: one partition query
-        of only the columns the check reads."""
-        ...
-
-    async def write(self, tenant_id: str, changes: Sequence[RemediationChange]) -> int:
-        """Set fields of rows that exist, never making one (a row deleted meanwhile is skipped):
-        merges of up to 100 rows a transaction; a row that loses a value (None) is read and
-        replaced, ETag-conditional. The number of rows written."""
-        ...
-
-
 class IdempotencyClaims(Protocol):
     """The `idempotency` table: one claim per tenant and Idempotency-Key."""
 
@@ -182,15 +166,6 @@ class IdempotencyClaims(Protocol):
         """Deferred claims in progress, made after `created_after`, last written before
         `written_before` (at most `limit`)."""
         ...
-
-
-class WorkNoteWriter(Protocol):
-    """Adds a work note to a ServiceNow record (a PATCH of its `work_notes` journal field). Not
-    idempotent: every accepted PATCH adds an entry, so it is sent once and never retried after it
-    may have been processed (`UpstreamUnavailable` with `ambiguous`). Notes already on a record are
-    read through `ServiceNowRecords.query` on `sys_journal_field` (`element_id=<sys_id>^element=work_notes`)."""
-
-    async def add_work_note(self, connection: Connection, table: str, sys_id: str, text: str) -> None: ...
 
 
 class TicketCreatedHook(Protocol):
@@ -370,19 +345,4 @@ class ImprovementActions(Protocol):
     async def control_scores(self, tenant_id: str) -> dict[str, float]:
         """The points of each control (by name, an action's id) in the tenant's latest Secure Score;
         {} when it has none yet. DependencyNotConfigured without Graph."""
-        ...
-
-
-class SecureScoreWriter(Protocol):
-    """Sets the state of a tenant's Secure Score control (`secureScoreControlProfiles` PATCH)."""
-
-    async def update_control(self, tenant_id: str, control_id: str, *, comment: str, state: str) -> None:
-        """Set the control's `state` (`Default`, `Ignored`, `ThirdParty`, `Reviewed`) and `comment`.
-        Each call appends an entry to the control's history, so call it only when the state differs.
-
-        BadRequest before sending for a device control (`shared.secure_score.writable_control`)
-        or another state; NotFound for an unknown control; UpstreamUnavailable when Graph throttled
-        or did not answer (`retry_after`; `ambiguous` when the update may have landed all the same);
-        UpstreamError when the app lacks SecurityEvents.ReadWrite.All; DependencyNotConfigured
-        without Graph."""
         ...

@@ -1,5 +1,5 @@
 """ServiceNow's Table API for one tenant's instance: create, read, query with `Link` paging,
-single pages for callers that page by keyset (the sync), and work notes.
+single pages for callers that page by keyset (the sync), and work notes and comments.
 
 Reads are retried (429/5xx/timeouts, honouring Retry-After). A create is sent once: whether a
 failed create may be repeated depends on finding the record it may have made, which is the
@@ -20,6 +20,7 @@ import httpx
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import NotFound, TokenRefused, UpstreamError, UpstreamUnavailable
+from shared.note_models import JournalDisplay, JournalField
 from shared.ports import AccessTokenSource, ProbeAnswer
 from shared.records import Connection
 from shared.servicenow.answers import Record, probe_answer, rejected, result_of, results_of
@@ -81,7 +82,13 @@ class ServiceNowTables:
         )
 
     async def add_work_note(self, connection: Connection, table: str, sys_id: str, text: str) -> None:
-        """PATCH `{"work_notes": text}` onto the record: ServiceNow appends a journal entry.
+        """PATCH `{"work_notes": text}` onto the record (`add_journal_entry`)."""
+        await self.add_journal_entry(connection, table, sys_id, "work_notes", text)
+
+    async def add_journal_entry(
+        self, connection: Connection, table: str, sys_id: str, field: JournalField, text: str
+    ) -> None:
+        """PATCH `{field: text}` onto the record: ServiceNow appends a journal entry.
 
         Raises:
             NotFound: no such record (or an ACL hides it).
@@ -89,22 +96,44 @@ class ServiceNowTables:
             UpstreamUnavailable: no answer, or a 429/5xx; `ambiguous` says whether the note may
                 have been added all the same (then it was not sent again).
         """
+        what = "a work note" if field == "work_notes" else "a comment"
         url = f"{_table_url(connection, table)}/{quote(sys_id, safe='')}"
         response = await self._send(
-            connection, "PATCH", url, what=f"add a work note to {table}", retry="unprocessed",
-            params={"sysparm_fields": "sys_id"}, json={"work_notes": text},
+            connection, "PATCH", url, what=f"add {what} to {table}", retry="unprocessed",
+            params={"sysparm_fields": "sys_id"}, json={field: text},
         )  # fmt: skip
         if response.status_code == 200:
             return
         if response.status_code == 404:
-            raise NotFound(f"ServiceNow has no {table} record {sys_id} to add a work note to.")
+            raise NotFound(f"ServiceNow has no {table} record {sys_id} to add {what} to.")
         if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-            raise rejected(response, f"add a work note to a {table} record")
+            raise rejected(response, f"add {what} to a {table} record")
         # Another 2xx, a redirect or a proxy's 408 does not say the note was not added.
         raise UpstreamUnavailable(
-            f"ServiceNow answered the work note with HTTP {response.status_code}.",
+            f"ServiceNow answered {what} with HTTP {response.status_code}.",
             retry_after=5,
             ambiguous=True,
+        )
+
+    async def journal_display_values(
+        self, connection: Connection, table: str, sys_id: str
+    ) -> JournalDisplay | None:
+        """The record's `work_notes` and `comments` as display values (entries concatenated, in the
+        integration user's time zone) and its `sys_updated_on` both ways; None: no such record."""
+        url = f"{_table_url(connection, table)}/{quote(sys_id, safe='')}"
+        params = {"sysparm_fields": "work_notes,comments,sys_updated_on", "sysparm_display_value": "all"}
+        response = await self._send(connection, "GET", url, what=f"read {table} notes", params=params)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise rejected(response, f"read the notes of a {table} record")
+        record = result_of(response)
+        updated = _both(record.get("sys_updated_on"))
+        return JournalDisplay(
+            work_notes=_both(record.get("work_notes"))[0],
+            comments=_both(record.get("comments"))[0],
+            updated_display=updated[0],
+            updated_value=updated[1],
         )
 
     async def find_one(
@@ -247,3 +276,10 @@ def _same_instance(connection: Connection, url: str) -> str:
     if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
         raise UpstreamError("ServiceNow's paging link points at another host; not following it.")
     return url
+
+
+def _both(field: Any) -> tuple[str, str]:
+    """A field read with `sysparm_display_value=all`: (display value, value)."""
+    if isinstance(field, dict):
+        return str(field.get("display_value") or ""), str(field.get("value") or "")
+    return str(field or ""), str(field or "")

@@ -73,15 +73,9 @@ from typing import Any
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import AppError, NotFound, UpstreamUnavailable
+from shared.journal_ports import WorkNoteWriter
 from shared.models import ImprovementAction
-from shared.ports import (
-    ConnectionStore,
-    ImprovementActions,
-    RemediationRows,
-    SecureScoreWriter,
-    ServiceNowRecords,
-    WorkNoteWriter,
-)
+from shared.ports import ConnectionStore, ImprovementActions, ServiceNowRecords
 from shared.records import Connection, Ticket
 from shared.remediation import (
     DEFAULT_GRACE,
@@ -92,6 +86,7 @@ from shared.remediation import (
     remediation_flags,
     remediation_status,
 )
+from shared.secure_score_ports import RemediationRows, SecureScoreWriter
 from shared.services.remediation_work_notes import WorkNotes
 from shared.services.remediation_write_back import SCID_REFUSED, Pending, ProfileOf, WriteBack
 from shared.ticket_states import StateLabels, closed_state

@@ -36,9 +36,11 @@ from datetime import datetime
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import AppError, UpstreamUnavailable
-from shared.ports import RemediationRows, ServiceNowRecords, WorkNoteWriter
+from shared.journal_ports import WorkNoteWriter
+from shared.ports import ServiceNowRecords
 from shared.records import CORRELATION_DISPLAY, Connection
 from shared.remediation import RemediationChange, RemediationFields, RemediationRow, WorkNoteState
+from shared.secure_score_ports import RemediationRows
 
 logger = logging.getLogger(__name__)
 

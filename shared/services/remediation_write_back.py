@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from shared.clock import Clock
 from shared.errors import AppError, DependencyNotConfigured, UpstreamUnavailable
 from shared.models import ImprovementAction
-from shared.ports import RemediationRows, SecureScoreWriter
 from shared.records import Connection
 from shared.remediation import RemediationChange, RemediationFields, RemediationRow
 from shared.secure_score import CONTROL_STATES, writable_control
+from shared.secure_score_ports import RemediationRows, SecureScoreWriter
 from shared.services.ticket_queries import record_url
 from shared.ticket_states import StateLabels, effective_state_names
 

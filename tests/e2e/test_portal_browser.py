@@ -152,6 +152,13 @@ async def test_admin_connects_shares_tracks_and_removes(stack: Stack, page: Any)
     await expect(row).to_contain_text("Ada Admin")
     await shot(page, "all-tickets")
 
+    await row.get_by_role("link", name=tickets[0]["name"]).click()
+    note_form = page.get_by_role("form", name="Add a note")
+    await note_form.get_by_label("Text").fill("Pilot group done.\nEveryone next.")
+    await note_form.get_by_role("button", name="Add note").click()
+    await expect(page.locator(".note-list")).to_contain_text("Pilot group done.")
+    await page.get_by_role("navigation").get_by_role("link", name="All tickets").click()
+
     await page.get_by_role("navigation").get_by_role("link", name="Home").click()
     await expect(incidents.get_by_role("listitem").filter(has_text="Being fixed")).to_be_visible()
     await incidents.get_by_role("link", name="Manage ServiceNow configuration").click()

@@ -17,10 +17,12 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from shared.journal_ports import WorkNoteWriter
 from shared.models import ConnectionStatus, ImprovementAction, TicketType
-from shared.ports import RemediationRows, ServiceNowRecords, WorkNoteWriter
+from shared.ports import ServiceNowRecords
 from shared.records import Connection, Ticket, new_ticket_id
 from shared.remediation import DEFAULT_GRACE, RemediationChange, RemediationFields, RemediationRow
+from shared.secure_score_ports import RemediationRows
 from shared.services.remediation_check import RemediationCheck
 from tests.fakes.clock import FakeClock
 from tests.fakes.connections import InMemoryConnectionRepository

@@ -13,8 +13,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from shared.errors import BadRequest, UpstreamUnavailable
-from shared.ports import SecureScoreWriter
 from shared.secure_score import CONTROL_STATES, writable_control
+from shared.secure_score_ports import SecureScoreWriter
 
 
 @dataclass(frozen=True)

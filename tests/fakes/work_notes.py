@@ -1,5 +1,5 @@
-"""Work notes for unit tests: a scriptable `WorkNoteWriter`, and its notes read back as ServiceNow's
-`sys_journal_field` table.
+"""Work notes and comments for unit tests: a scriptable `WorkNoteWriter` and `JournalEntries`, and
+its notes read back as ServiceNow's `sys_journal_field` table or as the record's display values.
 
 `FakeWorkNotes` keeps each note it accepted per (table, sys_id), in order, and answers queries on
 `sys_journal_field` the way the instance does (the simulator's query evaluator, as
@@ -23,14 +23,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from localdev.servicenow.query import parse_encoded_query
 from shared.clock import Clock
 from shared.errors import NotFound, UpstreamRejected, UpstreamUnavailable
-from shared.ports import ServiceNowRecords, WorkNoteWriter
+from shared.journal_ports import JournalEntries, WorkNoteWriter
+from shared.note_models import JournalDisplay, JournalField
+from shared.ports import ServiceNowRecords
 from shared.records import Connection
-from shared.services.sync_marks import format_glide
+from shared.services.sync_marks import format_glide, parse_glide
 from tests.fakes.clock import FakeClock
 
 JOURNAL_TABLE = "sys_journal_field"
@@ -38,6 +41,7 @@ JOURNAL_FIELDS = frozenset(
     {"sys_id", "sys_created_on", "sys_created_by", "name", "element", "element_id", "value"}
 )
 INTEGRATION_USER = "m365.integration"
+FULL_NAMES = {INTEGRATION_USER: "M365 Integration"}  # as display values name the authors
 
 WorkNoteOutcome = Literal["ok", "lost", "timeout", "unavailable", "rejected", "not_found"]
 
@@ -53,6 +57,7 @@ class FakeWorkNotes:
     outcomes: list[WorkNoteOutcome] = field(default_factory=list)
     missing: set[tuple[str, str]] = field(default_factory=set)  # (table, sys_id) with no record
     hidden: bool = False
+    display_offset: timedelta = timedelta(0)  # the integration user's time zone, for display values
     attempts: int = 0  # PATCHes sent, whatever came of them
     entries: list[dict[str, str]] = field(default_factory=list)  # sys_journal_field rows, oldest first
 
@@ -65,29 +70,62 @@ class FakeWorkNotes:
         return found
 
     async def add_work_note(self, connection: Connection, table: str, sys_id: str, text: str) -> None:
+        await self.add_journal_entry(connection, table, sys_id, "work_notes", text)
+
+    async def add_journal_entry(
+        self, connection: Connection, table: str, sys_id: str, field: JournalField, text: str
+    ) -> None:
         self.attempts += 1
+        what = "a work note" if field == "work_notes" else "a comment"
         outcome = self.outcomes.pop(0) if self.outcomes else "ok"
         if outcome == "not_found" or (table, sys_id) in self.missing:
-            raise NotFound(f"ServiceNow has no {table} record {sys_id} to add a work note to.")
+            raise NotFound(f"ServiceNow has no {table} record {sys_id} to add {what} to.")
         if outcome == "rejected":
-            raise UpstreamRejected(f"ServiceNow refused to add a work note to a {table} record (HTTP 403).")
+            raise UpstreamRejected(f"ServiceNow refused to add {what} to a {table} record (HTTP 403).")
         if outcome == "unavailable":
-            raise UpstreamUnavailable("ServiceNow did not answer (work note).", retry_after=1)
+            raise UpstreamUnavailable(f"ServiceNow did not answer ({what}).", retry_after=1)
         if outcome == "timeout":
-            raise UpstreamUnavailable("ServiceNow did not answer (work note).", retry_after=1, ambiguous=True)
+            raise UpstreamUnavailable(f"ServiceNow did not answer ({what}).", retry_after=1, ambiguous=True)
         self.entries.append(
             {
                 "sys_id": secrets.token_hex(16),
                 "sys_created_on": format_glide(self.clock.now()),
                 "sys_created_by": INTEGRATION_USER,
                 "name": table,
-                "element": "work_notes",
+                "element": field,
                 "element_id": sys_id,
                 "value": text,
             }
         )
         if outcome == "lost":
-            raise UpstreamUnavailable("ServiceNow did not answer (work note).", retry_after=1, ambiguous=True)
+            raise UpstreamUnavailable(f"ServiceNow did not answer ({what}).", retry_after=1, ambiguous=True)
+
+    async def journal_display_values(
+        self, connection: Connection, table: str, sys_id: str
+    ) -> JournalDisplay | None:
+        """As the instance shows the fields to a user `display_offset` ahead of UTC; None: no record."""
+        if (table, sys_id) in self.missing:
+            return None
+        now = self.clock.now()
+        return JournalDisplay(
+            work_notes=self._displayed(table, sys_id, "work_notes"),
+            comments=self._displayed(table, sys_id, "comments"),
+            updated_display=format_glide(now + self.display_offset),
+            updated_value=format_glide(now),
+        )
+
+    def _displayed(self, table: str, sys_id: str, element: str) -> str:
+        label = "Work notes" if element == "work_notes" else "Additional comments"
+        shown = []
+        for entry in reversed(self.entries):
+            if (entry["name"], entry["element_id"], entry["element"]) != (table, sys_id, element):
+                continue
+            created = parse_glide(entry["sys_created_on"])
+            assert created is not None, entry
+            stamp = format_glide(created + self.display_offset)
+            name = FULL_NAMES.get(entry["sys_created_by"], entry["sys_created_by"])
+            shown.append(f"{stamp} - {name} ({label})\n{entry['value']}\n\n")
+        return "".join(shown)
 
     def journal(self, query: str, fields: list[str]) -> list[dict[str, Any]]:
         """The `sys_journal_field` rows `query` selects, in its order, with `fields` only."""
@@ -148,4 +186,5 @@ class WithJournal:
 def _conforms(notes: FakeWorkNotes, with_journal: WithJournal) -> None:
     # mypy checks here that the fakes implement the ports.
     _writer: WorkNoteWriter = notes
+    _journal: JournalEntries = notes
     _records: ServiceNowRecords = with_journal

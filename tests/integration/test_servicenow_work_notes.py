@@ -19,8 +19,8 @@ from pydantic import SecretStr
 
 from localdev.servicenow import RunningSimulator, start_simulator
 from shared.errors import NotFound, UpstreamRejected, UpstreamUnavailable
+from shared.journal_ports import WorkNoteWriter
 from shared.models import ConnectionStatus
-from shared.ports import WorkNoteWriter
 from shared.records import Connection
 from shared.servicenow.oauth import ServiceNowOAuthClient
 from shared.servicenow.table_api import ServiceNowTables

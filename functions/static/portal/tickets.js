@@ -1,9 +1,9 @@
-// All tickets (filters and paging), one ticket with what Secure Score says of its action, and the
-// empty ticket form.
+// All tickets (filters and paging), one ticket with what Secure Score says of its action and its
+// ServiceNow notes, and the empty ticket form.
 
 import { api } from "./api.js";
 import { ticketForm } from "./ticket-form.js";
-import { FLAG_HELP, FLAG_NAMES, TYPE_NAMES, flagBadges, formatDate, h, hashQuery, remediationName, select, ticketLink } from "./ui.js";
+import { FLAG_HELP, FLAG_NAMES, TYPE_NAMES, clearErrors, errorBox, field, flagBadges, formatDate, h, hashQuery, remediationName, select, showError, ticketLink } from "./ui.js";
 
 const PAGE_SIZE = 20;
 // Written on the ticket instead of an error when its action is a device control (`scid_...`).
@@ -95,7 +95,57 @@ export async function renderTicket(main) {
       h("h2", { id: "ticket-title", text: "Ticket" }),
       h("dl", { class: "facts" }, facts.map(([name, value]) => [h("dt", { text: name }), h("dd", {}, value)]))),
     remediationSection(ticket),
+    notesSection(ticket),
   );
+}
+
+const NOTE_KINDS = { work_note: "Work note", comment: "Additional comment" };
+
+// The record's work notes and comments, newest first, and a form that adds one (one key per text).
+function notesSection(ticket) {
+  const list = h("div", { class: "notes" });
+  const section = h("section", { class: "card", "aria-labelledby": "notes-title" }, h("h2", { id: "notes-title", text: "Notes" }), list);
+  const load = async () => {
+    try {
+      const answer = await api("GET", `tickets/${encodeURIComponent(ticket.id)}/notes`);
+      const items = answer.notes.map((note) =>
+        h("li", {}, h("p", { class: "hint", text: `${NOTE_KINDS[note.kind] || note.kind} · ${note.author} · ${formatDate(note.createdAt)}` }), h("p", { class: "note-text" }, note.text.split("\n").flatMap((line, index) => (index ? [h("br"), line] : [line])))));
+      const source = answer.source === "display_values" ? h("p", { class: "hint", text: "Read from the record's display values: the integration user may not read sys_journal_field." }) : null;
+      const more = answer.truncated ? h("p", { class: "hint", text: "Only the newest 100 notes are shown." }) : null;
+      list.replaceChildren(items.length ? h("ul", { class: "note-list" }, items) : h("p", { text: "No notes yet." }), source, more);
+    } catch (error) {
+      list.replaceChildren(errorBox(error));
+    }
+  };
+  if (ticket.status === "created" && !ticket.deletedInServiceNowAt) section.append(noteForm(ticket, load));
+  load();
+  return section;
+}
+
+function noteForm(ticket, onAdded) {
+  const kind = select("kind", Object.entries(NOTE_KINDS), "work_note");
+  const text = h("textarea", { name: "text", rows: 3, maxlength: 4000, required: true });
+  const send = h("button", { type: "submit", text: "Add note" });
+  const box = h("div");
+  const form = h("form", { class: "note-form", "aria-label": "Add a note", novalidate: true }, field("Kind", kind), field("Text", text), h("div", { class: "actions" }, send), box);
+  let sent = { body: "", key: "" };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form, box);
+    const body = { kind: kind.value, text: text.value };
+    if (JSON.stringify(body) !== sent.body) sent = { body: JSON.stringify(body), key: crypto.randomUUID() };
+    send.disabled = true;
+    try {
+      await api("POST", `tickets/${encodeURIComponent(ticket.id)}/notes`, { body, headers: { "Idempotency-Key": sent.key } });
+      text.value = "";
+      await onAdded();
+    } catch (error) {
+      showError(form, box, error);
+    } finally {
+      send.disabled = false;
+    }
+  });
+  return form;
 }
 
 function remediationSection(ticket) {
