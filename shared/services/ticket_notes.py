@@ -8,7 +8,7 @@ source it came from.
 
 **Adding.** A PATCH of `work_notes` or `comments` appends an entry and has no idempotency key, so
 it is sent once, under a claim of the caller's Idempotency-Key in the `idempotency` table (its own
-key space: the hash of the ticket id and the key, never a create's):
+key space: the hash of the ticket id and the key, NUL-separated, which no create key can spell):
 
 1. A new claim is written before the PATCH (a conditional insert: one request per key sends).
    ServiceNow's answer completes it; a failure ServiceNow certainly did not carry out deletes it
@@ -41,6 +41,7 @@ from shared.errors import (
     NotFound,
     PreconditionFailed,
     TicketDeletedInServiceNow,
+    UpstreamError,
     UpstreamUnavailable,
 )
 from shared.identity import Caller
@@ -54,6 +55,10 @@ from shared.services.sync_marks import parse_glide
 from shared.services.ticket_policy import TicketingPolicy
 
 JOURNAL = "sys_journal_field"
+# A note's claim is held until its journal write has surely ended: that write is sent again after
+# a 429 or a 503 with Retry-After (3 waits of at most 30 s), and ServiceNow may work on the last
+# one for its 60 s quota. A repeat in that time gets 409 with Retry-After; none can send beside it.
+NOTE_LEASE = timedelta(minutes=5)
 CLOCK_SLACK = timedelta(seconds=2)
 _FIELDS: dict[str, JournalField] = {"work_note": "work_notes", "comment": "comments"}
 _KINDS: dict[str, NoteKind] = {"work_notes": "work_note", "comments": "comment"}
@@ -65,7 +70,8 @@ def note_key_hash(ticket_id: str, idempotency_key: str | None) -> str:
         message = "An Idempotency-Key header is required to add a note."
         raise BadRequest(message, fields=[{"field": "Idempotency-Key", "message": message}])
     idempotency_key_hash(idempotency_key)  # the same rules for the key as a create's
-    return hashlib.sha256(f"note:{ticket_id}:{idempotency_key}".encode()).hexdigest()
+    # NUL separates the parts: a create's key (printable ASCII) can never spell this input.
+    return hashlib.sha256(f"note\x00{ticket_id}\x00{idempotency_key}".encode()).hexdigest()
 
 
 def note_fingerprint(request: AddNote) -> str:
@@ -146,16 +152,14 @@ class TicketNotes:
         if claim.lease_until is not None and claim.lease_until > now:
             raise IdempotencyKeyInProgress(retry_after=math.ceil((claim.lease_until - now).total_seconds()))
         try:
-            claim = await self._claims.replace(
-                claim.model_copy(update={"lease_until": now + self._policy.lease})
-            )
+            claim = await self._claims.replace(claim.model_copy(update={"lease_until": now + NOTE_LEASE}))
         except PreconditionFailed as exc:
             raise IdempotencyKeyInProgress() from exc
         found = await self._find(connection, ticket, request, since=claim.created_at - CLOCK_SLACK)
         if found is None:
             return await self._send(connection, ticket, request, claim), True
-        await self._complete(claim)
-        return found, False
+        # Answered from the claim, as every later repeat of the key will be.
+        return _answer(await self._complete(claim), request), False
 
     async def _new_claim(
         self, caller: Caller, key_hash: str, fingerprint: str, ticket_id: str
@@ -171,7 +175,7 @@ class TicketNotes:
             created_by=caller.user_id,
             created_by_name=caller.name,
             created_at=now,
-            lease_until=now + self._policy.lease,
+            lease_until=now + NOTE_LEASE,
             posted_at=now,  # the PATCH leaves right after this write
         )
         try:
@@ -237,6 +241,14 @@ class TicketNotes:
         if display is None:
             raise TicketDeletedInServiceNow()
         notes = display_notes(display)
+        if not notes and (display.work_notes.strip() or display.comments.strip()):
+            # Entries exist, but not in the format we read: answering "no notes" would let a
+            # repeat send its note again.
+            raise UpstreamError(
+                "ServiceNow hides sys_journal_field from the integration user, and the record's "
+                "notes are not in the default date format (yyyy-MM-dd HH:mm:ss). Grant the user "
+                "read access to sys_journal_field, or give it the default date format."
+            )
         if not notes:
             return NoteList(source="journal", notes=[])
         return NoteList(source="display_values", notes=notes[:MAX_NOTES], truncated=len(notes) > MAX_NOTES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -15,6 +16,7 @@ from shared.errors import (
     IdempotencyKeyReused,
     NotFound,
     TicketDeletedInServiceNow,
+    UpstreamError,
     UpstreamUnavailable,
 )
 from shared.identity import Caller, Role
@@ -238,7 +240,8 @@ async def test_an_ambiguous_failure_then_found_in_the_journal_sends_nothing_more
     assert note.text == NOTE.text
     assert world.notes.attempts == 1
     assert len(world.notes.entries) == 1
-    assert (await world.service.add(CALLER, world.ticket_id, NOTE, "k1"))[1] is False
+    later, sent_later = await world.service.add(CALLER, world.ticket_id, NOTE, "k1")
+    assert (later, sent_later) == (note, False)  # every repeat answers the same note
 
 
 async def test_an_ambiguous_failure_found_through_the_display_values(world: World) -> None:
@@ -296,3 +299,38 @@ def test_bad_texts_are_refused(text: str) -> None:
 
 def test_newlines_and_tabs_are_kept() -> None:
     assert AddNote(kind="comment", text="a\n\tb").text == "a\n\tb"
+
+
+def test_a_notes_key_space_is_apart_from_every_create_key() -> None:
+    from shared.services.idempotency_claims import idempotency_key_hash
+    from shared.services.ticket_notes import note_key_hash
+
+    ticket_id = "8" * 13 + "a" * 8
+    for spelled in (f"note:{ticket_id}:k1", f"note {ticket_id} k1", f"note{ticket_id}k1"):
+        assert note_key_hash(ticket_id, "k1") != idempotency_key_hash(spelled)
+
+
+async def test_a_claim_outlasts_the_journal_writes_own_retries(world: World) -> None:
+    from shared.services.ticket_notes import NOTE_LEASE
+
+    held: list[datetime | None] = []
+    send = world.notes.add_journal_entry
+
+    async def watching(*args: Any) -> None:
+        held.extend(claim.lease_until for claim in world.claims.rows.values())
+        await send(*args)
+
+    world.notes.add_journal_entry = watching  # type: ignore[method-assign,assignment]
+    await world.service.add(CALLER, world.ticket_id, NOTE, "k2")
+    assert held == [world.clock.now() + NOTE_LEASE]
+    assert timedelta(seconds=3 * 30 + 60) <= NOTE_LEASE  # three Retry-After waits, then the 60 s quota
+
+
+async def test_display_values_we_cannot_read_are_an_error_not_an_empty_list(world: World) -> None:
+    async def other_format(*args: Any) -> JournalDisplay:
+        return JournalDisplay(work_notes="01/02/2030 09:00:00 - Ada (Work notes)\nDone\n\n")
+
+    world.notes.hidden = True
+    world.notes.journal_display_values = other_format  # type: ignore[method-assign,assignment]
+    with pytest.raises(UpstreamError, match="default date format"):
+        await world.service.notes(TENANT, world.ticket_id)
