@@ -214,19 +214,8 @@ class ClaimKeeper:
         self, caller: Caller, key_hash: str, fingerprint: str, ticket_id: str
     ) -> HeldClaim | None:
         """A new claim of the key, its lease ours; None when a concurrent request claimed it first."""
-        now = self._clock.now()
-        record = IdempotencyRecord(
-            tenant_id=caller.tenant_id,
-            key_hash=key_hash,
-            fingerprint=fingerprint,
-            ticket_id=ticket_id,
-            status="in_progress",
-            created_by=caller.user_id,
-            created_by_name=caller.name,
-            created_at=now,
-            lease_until=now + self._policy.lease,
-            posted_at=now,  # the POST to come, within `post_grace` (module docstring)
-        )
+        # `posted_at`: the POST to come, within `post_grace` (module docstring).
+        record = new_claim(caller, key_hash, fingerprint, ticket_id, self._clock.now(), self._policy.lease)
         try:
             stored = await self._claims.claim(record)
         except PreconditionFailed:
@@ -318,6 +307,25 @@ class ClaimKeeper:
 
     def _held(self, claim: IdempotencyRecord) -> HeldClaim:
         return HeldClaim(claim, store=self._claims, policy=self._policy, clock=self._clock)
+
+
+def new_claim(
+    caller: Caller, key_hash: str, fingerprint: str, ticket_id: str, now: datetime, lease: timedelta
+) -> IdempotencyRecord:
+    """A claim in progress made by `caller` now, its lease ours for `lease`, with `posted_at` = now:
+    the request it guards goes out right after this claim is written."""
+    return IdempotencyRecord(
+        tenant_id=caller.tenant_id,
+        key_hash=key_hash,
+        fingerprint=fingerprint,
+        ticket_id=ticket_id,
+        status="in_progress",
+        created_by=caller.user_id,
+        created_by_name=caller.name,
+        created_at=now,
+        lease_until=now + lease,
+        posted_at=now,
+    )
 
 
 def _lease_free(claim: IdempotencyRecord, now: datetime) -> bool:

@@ -49,7 +49,7 @@ from shared.journal_ports import JournalEntries
 from shared.note_models import MAX_NOTES, AddNote, JournalField, Note, NoteKind, NoteList
 from shared.ports import ConnectionStore, IdempotencyClaims, ServiceNowRecord, ServiceNowRecords, TicketStore
 from shared.records import TICKET_ID, Connection, IdempotencyRecord, Ticket, usable_connection
-from shared.services.idempotency_claims import idempotency_key_hash
+from shared.services.idempotency_claims import idempotency_key_hash, new_claim
 from shared.services.journal_display import display_notes
 from shared.services.sync_marks import parse_glide
 from shared.services.ticket_policy import TicketingPolicy
@@ -165,19 +165,7 @@ class TicketNotes:
         self, caller: Caller, key_hash: str, fingerprint: str, ticket_id: str
     ) -> tuple[IdempotencyRecord, bool]:
         """Our new claim (True), or the one a concurrent request wrote first (False)."""
-        now = self._clock.now()
-        record = IdempotencyRecord(
-            tenant_id=caller.tenant_id,
-            key_hash=key_hash,
-            fingerprint=fingerprint,
-            ticket_id=ticket_id,
-            status="in_progress",
-            created_by=caller.user_id,
-            created_by_name=caller.name,
-            created_at=now,
-            lease_until=now + NOTE_LEASE,
-            posted_at=now,  # the PATCH leaves right after this write
-        )
+        record = new_claim(caller, key_hash, fingerprint, ticket_id, self._clock.now(), NOTE_LEASE)
         try:
             return await self._claims.claim(record), True
         except PreconditionFailed:
