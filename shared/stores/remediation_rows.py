@@ -26,7 +26,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared.errors import PreconditionFailed
 from shared.records import Ticket
@@ -37,7 +37,7 @@ from shared.remediation import (
     RemediationStatus,
     WorkNoteState,
 )
-from shared.stores.tables import TableStore, get_entity, storage_errors
+from shared.stores.tables import TableStore, get_entity, merge_existing, storage_errors
 from shared.stores.tickets import MAX_BATCH, TICKETS
 
 REPLACE_ATTEMPTS = 3
@@ -92,16 +92,10 @@ class RemediationRowRepository:
         table = await self._store.table(TICKETS)
         entities = [_entity(tenant_id, change.ticket_id, change.fields) for change in batch]
         while entities:
-            operations: list[Any] = [("update", entity, {"mode": UpdateMode.MERGE}) for entity in entities]
-            with storage_errors(f"update {TICKETS}"):
-                try:
-                    await table.submit_transaction(operations)
-                except TableTransactionError as error:
-                    if getattr(error, "error_code", None) != TableErrorCode.RESOURCE_NOT_FOUND:
-                        raise
-                    del entities[error.index if 0 <= error.index < len(entities) else 0]
-                    continue
-            return len(entities)
+            missing = await merge_existing(table, entities)
+            if missing is None:
+                return len(entities)
+            del entities[missing]  # deleted meanwhile: never made again
         return 0
 
     async def _replace(self, tenant_id: str, change: RemediationChange) -> int:

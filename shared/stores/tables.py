@@ -191,3 +191,21 @@ async def query(
             query_filter, parameters=parameters, results_per_page=page_size
         ):
             yield entity
+
+
+async def merge_existing(table: TableClient, entities: list[dict[str, Any]]) -> int | None:
+    """Merge `entities` (one partition, at most 100) in one transaction, each with `If-Match: *`:
+    a row that exists is updated, none is made. None once all are written; when one does not
+    exist the transaction wrote nothing, and the index of that entity is returned (Table Storage
+    names the first failing operation). Any other failure raises (`UpstreamUnavailable`)."""
+    from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
+
+    operations: list[Any] = [("update", entity, {"mode": UpdateMode.MERGE}) for entity in entities]
+    with storage_errors(f"update {table.table_name}"):
+        try:
+            await table.submit_transaction(operations)
+        except TableTransactionError as error:
+            if getattr(error, "error_code", None) != TableErrorCode.RESOURCE_NOT_FOUND:
+                raise
+            return error.index if 0 <= error.index < len(entities) else 0
+    return None

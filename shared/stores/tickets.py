@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableErrorCode, TableTransactionError, UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 from pydantic.alias_generators import to_pascal
 
 from shared.errors import BadRequest
@@ -52,6 +52,7 @@ from shared.stores.tables import (
     create_entity,
     from_entity,
     get_entity,
+    merge_existing,
     query,
     replace_entity,
     storage_errors,
@@ -230,16 +231,8 @@ class TicketRepository:
             return None
         table = await self._store.table(TICKETS)
         entities = [_state_entity(tenant_id, change) for change in latest.values()]
-        operations: list[Any] = [("update", entity, {"mode": UpdateMode.MERGE}) for entity in entities]
-        with storage_errors(f"update {TICKETS}"):
-            try:
-                await table.submit_transaction(operations)
-            except TableTransactionError as error:
-                if getattr(error, "error_code", None) != TableErrorCode.RESOURCE_NOT_FOUND:
-                    raise
-                index = error.index if 0 <= error.index < len(entities) else 0
-                return str(entities[index]["RowKey"])
-        return None
+        missing = await merge_existing(table, entities)
+        return None if missing is None else str(entities[missing]["RowKey"])
 
 
 def _filter(
