@@ -10,7 +10,9 @@ BENCHMARKS = [
     "bench.create_tickets",
     "bench.sync",
     "bench.secure_score",
+    "bench.rules",
     "bench.fanout",
+    "bench.push_latency",
     "bench.redaction",
     "bench.cold_start",
 ]

@@ -58,7 +58,7 @@ async def _services(stack: Any) -> dict[str, str]:
     import tempfile
     from pathlib import Path
 
-    from bench.create_tickets import GRAPH_CLIENT
+    from bench.local_stack import GRAPH_CLIENT
     from localdev.azurite import Azurite
     from localdev.entra import start_entra
     from localdev.keyvault import start_keyvault

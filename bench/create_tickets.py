@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -37,10 +35,10 @@ from urllib.parse import urljoin
 import aiohttp
 import httpx
 
-from bench.wire import WireCount, per_operation
+from bench.local_stack import SERVICENOW_CLIENT, local_stack
+from bench.wire import per_operation
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-GRAPH_CLIENT = ("bench-graph-client", "bench-graph-secret-0123456789")
 TENANT = "5b1c0d4e-0000-4000-8000-00000000be01"
 ADMIN = "5b1c0d4e-0000-4000-8000-00000000ad01"
 MAX_REQUESTS = 2000
@@ -211,61 +209,17 @@ class Floor:
 
 
 async def run(requests: int, concurrency: int, deadline: float) -> Outcome:
-    from localdev.azurite import Azurite
-    from localdev.entra import start_entra
-    from localdev.host import HostConfig, LocalHost
-    from localdev.keyvault import start_keyvault
-    from localdev.servicenow import start_simulator
-    from localdev.tls import ensure_local_tls
-    from shared.bootstrap import Container, get_container, set_container
     from shared.identity import PRINCIPAL_HEADER, encode_principal
-    from shared.settings import get_settings
 
-    azurite = Azurite()
-    endpoints = await azurite.start()
-    workdir = tempfile.TemporaryDirectory()
-    tls = ensure_local_tls(Path(workdir.name) / "tls")
-    keyvault = await start_keyvault(tls=tls)
-    entra = await start_entra(tls=tls, clients={GRAPH_CLIENT[0]: GRAPH_CLIENT[1]})
-    servicenow_client = ("bench-client", "bench-client-secret")
-    simulator = await start_simulator(clients={servicenow_client[0]: servicenow_client[1]})
-    wire = WireCount(
-        {
-            "ServiceNow": simulator.url, "Table": f"http://127.0.0.1:{endpoints.table_port}",
-            "Queue": f"http://127.0.0.1:{endpoints.queue_port}", "Key Vault": keyvault.url, "Graph": entra.url,
-        }
-    )  # fmt: skip
-    host = None
-    try:
-        os.environ.update(
-            {
-                "DataStorage": endpoints.connection_string,
-                "AzureWebJobsStorage": endpoints.connection_string,
-                "KEY_VAULT_URL": keyvault.url,
-                "LOCAL_CA_BUNDLE": str(tls.ca_path),
-                "ENTRA_AUTHORITY_HOST": entra.url,
-                "GRAPH_BASE_URL": entra.url,
-                "GRAPH_CLIENT_ID": GRAPH_CLIENT[0],
-                "GRAPH_CLIENT_SECRET": GRAPH_CLIENT[1],
-                "PORTAL_URL": "https://portal.example.test/",
-                "SYNC_SCHEDULE": "0 0 0 1 1 *",
-                "LOCAL_DEV": "true",
-            }
-        )
-        import function_app
-
-        host = LocalHost(function_app.app, HostConfig.load(REPO_ROOT / "host.json"))
-        url = await host.start(port=0)
-        os.environ["OAUTH_REDIRECT_URI"] = f"{url}/api/oauth/callback"
-        get_settings.cache_clear()
-        set_container(Container())
+    async with local_stack() as stack:
+        simulator, wire, url = stack.simulator, stack.wire, stack.url
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         due = (datetime.now(UTC) + timedelta(days=7)).date().isoformat()
         async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as api:
             admin = {
                 PRINCIPAL_HEADER: encode_principal(TENANT, ADMIN, ["Connector.Admin"], name="Bench Admin")
             }
-            await connect(api, admin, simulator.url, servicenow_client)
+            await connect(api, admin, simulator.url, SERVICENOW_CLIENT)
 
             # The load comes through aiohttp's client, lighter than httpx: in this one process the
             # client's own work is charged to our figure, which the floor (no hop) never pays.
@@ -287,7 +241,7 @@ async def run(requests: int, concurrency: int, deadline: float) -> Outcome:
             grants = (await control.get(f"{simulator.url}/__sim/tokens")).json()
         grant_list = grants["grants"] if isinstance(grants, dict) else grants
         token = grant_list[0]["access_tokens"][-1]["access_token"]
-        async with Floor(endpoints.connection_string, simulator.url, token, concurrency) as floor:
+        async with Floor(stack.connection_string, simulator.url, token, concurrency) as floor:
             await floor.create(-1, due)
             floor_figures = await measure(
                 "floor (claim+POST+row)", requests, concurrency, deadline, lambda i: floor.create(i, due)
@@ -297,16 +251,6 @@ async def run(requests: int, concurrency: int, deadline: float) -> Outcome:
                 "simulator POST alone", requests, concurrency, deadline, lambda i: floor.post_only(i, due)
             )
         return Outcome(our_figures, floor_figures, bare, wire.counts)
-    finally:
-        if host is not None:
-            await host.stop()
-        await get_container().aclose()
-        set_container(None)
-        await simulator.aclose()
-        await entra.aclose()
-        await keyvault.aclose()
-        await azurite.stop()
-        workdir.cleanup()
 
 
 def verdict(outcome: Outcome, concurrency: int) -> list[str]:

@@ -15,6 +15,10 @@ from __future__ import annotations
 from pydantic import TypeAdapter
 
 from functions import _contract_examples as ex
+from functions._contract_operator import OPERATOR_OPERATIONS
+from functions._contract_push import PUSH_OPERATIONS
+from functions._contract_rules import RULE_OPERATIONS
+from functions._contract_timeline import TIMELINE_OPERATIONS
 from functions._contract_types import Answer, Errors, Operation, PathParameter
 from functions.docs import ASSETS
 from functions.portal import ASSETS as PORTAL_ASSETS
@@ -418,4 +422,8 @@ OPERATIONS: dict[str, Operation] = {
         ),
         errors=(Misconfigured,),
     ),
+    **OPERATOR_OPERATIONS,
+    **RULE_OPERATIONS,
+    **PUSH_OPERATIONS,
+    **TIMELINE_OPERATIONS,
 }

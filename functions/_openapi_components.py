@@ -113,6 +113,20 @@ COMPONENT_PARAMETERS: dict[str, Any] = {
         "schema": {"type": "string"},
         "example": "https://portal.example.com",
     },
+    "X-Connector-Timestamp": {
+        "name": "X-Connector-Timestamp",
+        "in": "header",
+        "description": "Unix seconds when the push was signed; at most 5 minutes off.",
+        "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+        "example": "1736933400",
+    },
+    "X-Connector-Signature": {
+        "name": "X-Connector-Signature",
+        "in": "header",
+        "description": 'Base64 of HMAC-SHA256(key, timestamp + "." + raw body).',
+        "schema": {"type": "string"},
+        "example": "<Base64 HMAC-SHA256>",
+    },
     "Access-Control-Request-Method": {
         "name": "Access-Control-Request-Method",
         "in": "header",
@@ -136,10 +150,12 @@ COMPONENT_HEADERS: dict[str, Any] = {
     "X-Request-Id": _header("The request's id, as in the log lines and an error's `requestId`.", True),
     "Location": _header("A ticket's URL (`/api/tickets/<id>`); from the OAuth callback, the portal's.", True),
     "Retry-After": _header(
-        "Seconds to wait before retrying (`upstream_unavailable`, `idempotency_key_in_progress`).",
+        "Seconds to wait before retrying (`upstream_unavailable`, `idempotency_key_in_progress`, `rate_limited`).",
         schema={"type": "integer", "minimum": 1},
     ),
-    "Cache-Control": _header("`no-store`: the request URL carried an authorization code.", True),
+    "Cache-Control": _header(
+        "`no-store`: the request URL carried an authorization code, or the answer a key.", True
+    ),
     "Allow": _header("The methods of the API, on an `OPTIONS` without `Origin`."),
     "Access-Control-Allow-Origin": _header("The allowed origin that asked."),
     "Access-Control-Allow-Methods": _header("`GET, POST, PUT, DELETE`."),

@@ -35,6 +35,7 @@ ASSETS: dict[str, tuple[str, str]] = {
         "home.js",
         "setup.js",
         "actions.js",
+        "rules.js",
         "tickets.js",
         "ticket-form.js",
     )

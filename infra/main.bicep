@@ -19,28 +19,32 @@ param principalId string = ''
   'ServicePrincipal'
   'Group'
 ])
-@description('Kind of principal in principalId (a CI pipeline deploys as ServicePrincipal).')
+@description('Kind of principal in principalId (AZURE_PRINCIPAL_TYPE, set by azd: a CI pipeline deploys as ServicePrincipal).')
 param principalType string = 'User'
 
 @minLength(1)
 @description('Client id of the multi-tenant Entra app registration that App Service Authentication accepts tokens and sign-ins for (the portal requests tokens for api://<this id>).')
 param authClientId string
 
-@description('OpenID issuer for App Service Authentication. Empty means multi-tenant (users of any Entra tenant); the app isolates tenants by the tid claim.')
+@description('Client id of the external portal\'s own app registration (PORTAL_CLIENT_ID), if it has one: Easy Auth accepts tokens obtained by that client or by the API registration itself, no other.')
+param portalClientId string = ''
+
+@description('OpenID issuer for App Service Authentication (AUTH_OPENID_ISSUER). Empty means multi-tenant (users of any Entra tenant); the app isolates tenants by the tid claim.')
 param authOpenIdIssuer string = ''
 
 @allowed([
   'Return401'
   'RedirectToLoginPage'
 ])
-@description('What App Service Authentication does with an unauthenticated request: Return401 suits an API called by the portal with bearer tokens.')
+@description('What App Service Authentication does with an unauthenticated request (AUTH_UNAUTHENTICATED_ACTION): Return401 suits an API called by the portal with bearer tokens.')
 param authUnauthenticatedAction string = 'Return401'
 
-@minLength(1)
-@description('Portal front-end URL (PORTAL_URL): where the OAuth callback sends the admin back to; its origin is the only CORS origin allowed.')
+@minLength(9)
+@description('Portal front-end URL (PORTAL_URL), https://host[/path]: where the OAuth callback sends the admin back to; its origin is the only CORS origin allowed. infra/hooks/preflight.py refuses any other form before provisioning.')
 param portalUrl string
 
-@description('Client id of the multi-tenant Entra app registration used to read Secure Score from Microsoft Graph (GRAPH_CLIENT_ID).')
+@minLength(1)
+@description('Client id of the multi-tenant Entra app registration used to read Secure Score from Microsoft Graph (GRAPH_CLIENT_ID). Required; `none` deploys without Microsoft Graph (no Secure Score check, no improvement actions), on purpose rather than by an unset variable.')
 param graphClientId string
 
 @secure()
@@ -56,8 +60,8 @@ param servicenowUrlTemplate string = 'https://{instance}.service-now.com'
 @description('Microsoft Graph base URL (GRAPH_BASE_URL); change only for a national cloud.')
 param graphBaseUrl string = 'https://graph.microsoft.com'
 
-@description('Entra authority host (ENTRA_AUTHORITY_HOST); change only for a national cloud.')
-param entraAuthorityHost string = 'https://login.microsoftonline.com'
+@description('Entra authority host (ENTRA_AUTHORITY_HOST); defaults to the login endpoint of the cloud being deployed to.')
+param entraAuthorityHost string = environment().authentication.loginEndpoint
 
 @description('NCRONTAB schedule of the sync timer (SYNC_SCHEDULE), UTC.')
 param syncSchedule string = '0 */5 * * * *'
@@ -80,15 +84,27 @@ param pythonVersion string = '3.11'
 @description('Memory per Flex Consumption instance, in MB.')
 param instanceMemoryMB int = 2048
 
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
-@description('Upper bound on Flex Consumption scale-out.')
+@description('Upper bound on Flex Consumption scale-out (the platform accepts 40 to 1000).')
 param maximumInstanceCount int = 100
 
 @minValue(30)
 @maxValue(730)
 @description('Log Analytics retention in days (the first 31 days are included in the ingestion price).')
 param logRetentionInDays int = 30
+
+@description('Entra tenant id of the operator (OPERATOR_TENANT_ID): Connector.Operator is honoured only from it, for the fleet view. Empty: fleet view off.')
+param operatorTenantId string = ''
+
+@description('Deploy the alert rules and the operations workbook (infra/core/alerts.bicep, workbook.bicep).')
+param alertsEnabled bool = true
+
+@description('Email address the alerts are sent to (ALERT_EMAIL). Optional: without it the alerts still fire and show in Azure Monitor.')
+param alertEmail string = ''
+
+@description('Resource id of an existing action group to notify as well (ALERT_ACTION_GROUP_ID), e.g. an on-call rotation. Optional.')
+param alertActionGroupId string = ''
 
 var tags = {
   'azd-env-name': environmentName
@@ -181,10 +197,11 @@ module functionApp 'app/function.bicep' = {
     keyVaultUri: keyVault.outputs.uri
     graphClientSecretName: graphClientSecretName
     authClientId: authClientId
+    portalClientId: portalClientId
     authOpenIdIssuer: authOpenIdIssuer
     authUnauthenticatedAction: authUnauthenticatedAction
     portalUrl: portalUrl
-    graphClientId: graphClientId
+    graphClientId: graphClientId == 'none' ? '' : graphClientId
     servicenowUrlTemplate: servicenowUrlTemplate
     graphBaseUrl: graphBaseUrl
     entraAuthorityHost: entraAuthorityHost
@@ -193,6 +210,30 @@ module functionApp 'app/function.bicep' = {
     pythonVersion: pythonVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    operatorTenantId: operatorTenantId
+  }
+}
+
+module alerts 'core/alerts.bicep' = if (alertsEnabled) {
+  name: 'alerts'
+  scope: rg
+  params: {
+    namePrefix: resourceToken
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    alertEmail: alertEmail
+    existingActionGroupId: alertActionGroupId
+  }
+}
+
+module workbook 'core/workbook.bicep' = if (alertsEnabled) {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
   }
 }
 

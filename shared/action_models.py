@@ -26,6 +26,7 @@ class ImprovementActionTicket(ApiModel):
     state_name: str
     url: str
     status: TicketStatus
+    deleted_in_servicenow: bool = False
 
 
 class ImprovementActionView(ApiModel):

@@ -24,16 +24,21 @@ if TYPE_CHECKING:
     from shared.servicenow.table_api import ServiceNowTables
     from shared.services.access_tokens import AccessTokens
     from shared.services.diagnostics import DiagnosticsService
+    from shared.services.fleet import FleetService
     from shared.services.improvement_actions import ImprovementActionsService
     from shared.services.provisioning import ProvisioningService
+    from shared.services.push_app import PushServices
     from shared.services.remediation_check import RemediationCheck
+    from shared.services.rules import RuleService
     from shared.services.syncing import SyncService
+    from shared.services.ticket_events import TicketTimelines
     from shared.services.ticket_notes import TicketNotes
     from shared.services.ticketing import TicketingService
     from shared.stores.connections import ConnectionRepository, OAuthStateRepository
     from shared.stores.idempotency import IdempotencyRepository
     from shared.stores.remediation_rows import RemediationRowRepository
     from shared.stores.tables import TableStore
+    from shared.stores.ticket_events import TicketEventRepository
     from shared.stores.tickets import TicketRepository
 
 T = TypeVar("T")
@@ -198,20 +203,27 @@ class Container:
 
     @property
     def ticketing(self) -> TicketingService:
+        return self._get("ticketing", lambda: self.ticketing_with(self.graph))
+
+    def ticketing_with(self, actions: ImprovementActions) -> TicketingService:
         from shared.services.ticketing import TicketingService
 
-        return self._get(
-            "ticketing",
-            lambda: TicketingService(
-                connections=self.connections,
-                tickets=self.tickets,
-                idempotency=self.idempotency,
-                servicenow=self.servicenow_tables,
-                actions=self.graph,
-                queue=self.ticket_queue,
-                created_hook=self.remediation_check,
-            ),
+        return TicketingService(
+            connections=self.connections,
+            tickets=self.tickets,
+            idempotency=self.idempotency,
+            servicenow=self.servicenow_tables,
+            actions=actions,
+            queue=self.ticket_queue,
+            created_hook=self.remediation_check,
         )
+
+    @property
+    def rules(self) -> RuleService:
+        from shared.services.rules import RuleService
+        from shared.stores.rules import RuleRepository
+
+        return self._get("rules", lambda: RuleService.wired(RuleRepository(self.tables), self))
 
     @property
     def ticket_notes(self) -> TicketNotes:
@@ -229,7 +241,23 @@ class Container:
                 claims=self.idempotency,
                 policy=TicketingPolicy(),
                 clock=SYSTEM_CLOCK,
+                events=self.ticket_events,
             ),
+        )
+
+    @property
+    def ticket_events(self) -> TicketEventRepository:
+        from shared.clock import SYSTEM_CLOCK
+        from shared.stores.ticket_events import TicketEventRepository
+
+        return self._get("ticket_events", lambda: TicketEventRepository(self.tables, SYSTEM_CLOCK))
+
+    @property
+    def ticket_timelines(self) -> TicketTimelines:
+        from shared.services.ticket_events import TicketTimelines
+
+        return self._get(
+            "ticket_timelines", lambda: TicketTimelines(tickets=self.tickets, events=self.ticket_events)
         )
 
     @property
@@ -271,9 +299,29 @@ class Container:
                     url_template=settings.servicenow_url_template,
                     local_dev=settings.local_dev,
                 ),
+                push=lambda: self.push.setup,
             )
 
         return self._get("provisioning", build)
+
+    @property
+    def fleet(self) -> FleetService:
+        from shared.services.fleet import FleetService
+
+        return self._get("fleet", lambda: FleetService(self.connections, push=self.push.setup))
+
+    @property
+    def push(self) -> PushServices:
+        from shared.push_models import PUSH_QUEUE
+        from shared.services.push_app import PushServices
+        from shared.stores.push_hooks import TablePushHooks
+        from shared.stores.push_keys import KeyVaultPushKeys
+
+        def build() -> PushServices:
+            keys = KeyVaultPushKeys.from_settings(self.settings)
+            return PushServices.wired(TablePushHooks(self.tables), keys, self._build_queue(PUSH_QUEUE), self)
+
+        return self._get("push", build)
 
     @property
     def syncing(self) -> SyncService:
@@ -306,6 +354,7 @@ class Container:
                 grace=timedelta(days=self.settings.remediation_grace_days),
                 notes=self.servicenow_tables,
                 journal=self.servicenow_tables,
+                after_read=self.rules.evaluation,
             ),
         )
 
@@ -327,6 +376,9 @@ def get_container() -> Container:
     global _container
     if _container is None:
         _container = Container()
+    from shared.monitoring.azure_monitor import start_once
+
+    start_once()  # the first invocation starts telemetry when it is configured; then a flag test
     return _container
 
 

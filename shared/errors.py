@@ -17,6 +17,7 @@
     │   └── PreconditionFailed        409 conflict  (a conditional table write lost a race; the
     │                                               services handle it, one that escapes is a 409)
     ├── IdempotencyKeyReused          422 idempotency_key_reused
+    ├── TooManyRequests               429 rate_limited (carries retry_after seconds)
     ├── AuthorizationNotCompleted     400 authorization_not_completed (the OAuth callback's reason for
     │                                               the portal redirect; never an HTTP body)
     ├── DependencyNotConfigured       503 dependency_not_configured (a setting it needs is missing)
@@ -159,6 +160,15 @@ class IdempotencyKeyReused(AppError):
     default_message = "This Idempotency-Key was already used with a different request body."
 
 
+class TooManyRequests(AppError):
+    code = "rate_limited"
+    default_message = "Too many requests. Retry after the number of seconds Retry-After gives."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
 class UpstreamError(AppError):
     code = "upstream_error"
     default_message = "A service we depend on answered unexpectedly."
@@ -219,6 +229,7 @@ HTTP_STATUS: dict[type[AppError], int] = {
     Conflict: 409,
     TicketDeletedInServiceNow: 409,
     IdempotencyKeyReused: 422,
+    TooManyRequests: 429,
     AuthorizationNotCompleted: 400,
     DependencyNotConfigured: 503,
     Misconfigured: 503,
@@ -245,6 +256,6 @@ def error_body(error: AppError) -> dict[str, Any]:
 
 
 def error_headers(error: AppError) -> dict[str, str]:
-    if isinstance(error, UpstreamUnavailable | IdempotencyKeyInProgress):
+    if isinstance(error, UpstreamUnavailable | IdempotencyKeyInProgress | TooManyRequests):
         return {"Retry-After": str(error.retry_after)}
     return {}

@@ -49,6 +49,7 @@ from shared.errors import (
 from shared.graph_tokens import GraphTokens
 from shared.http_retry import RetryPolicy, send_with_retries
 from shared.models import IMPROVEMENT_ACTION_ID, ImprovementAction
+from shared.monitoring.http import GRAPH, traced
 from shared.secure_score import CONTROL_STATES, writable_control
 
 # Part of this adapter's API, kept in a module without I/O.
@@ -139,9 +140,10 @@ class GraphClient:
     def _http(self) -> httpx.AsyncClient:
         # Built on first use, with no await in between, so concurrent first calls share one client.
         if self._http_client is None:
+            verify = ssl.create_default_context(cafile=self._ca_bundle) if self._ca_bundle else True
             self._http_client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self._timeout, connect=5.0),
-                verify=ssl.create_default_context(cafile=self._ca_bundle) if self._ca_bundle else True,
+                transport=traced(GRAPH, verify=verify),  # a span per request when telemetry is on
                 headers={"Accept": "application/json"},
             )
         return self._http_client

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from shared import telemetry
 from shared.errors import BadRequest, UpstreamError, UpstreamUnavailable
 from shared.observability import register_secret
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     import requests
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+ENTRA = "entra"  # the peer of the token spans
 _TENANT = re.compile(r"^[0-9a-zA-Z.-]{1,100}$")
 
 
@@ -58,7 +60,8 @@ class GraphTokens:
             app = self._apps.get(tenant_id)
             if app is None:
                 # Building the app runs OpenID discovery over the network: keep it off the event loop.
-                app = await asyncio.to_thread(self._build_app, tenant_id)
+                with telemetry.client_span("GET entra discovery", ENTRA):
+                    app = await asyncio.to_thread(self._build_app, tenant_id)
                 self._apps[tenant_id] = app
             return app
 
@@ -88,9 +91,12 @@ class GraphTokens:
     async def token(self, tenant_id: str) -> str:
         app = await self.app(tenant_id)
         try:
-            result: dict[str, Any] = await asyncio.to_thread(
-                app.acquire_token_for_client, scopes=[GRAPH_SCOPE]
-            )
+            with telemetry.client_span("POST entra token", ENTRA) as span:
+                result: dict[str, Any] = await asyncio.to_thread(
+                    app.acquire_token_for_client, scopes=[GRAPH_SCOPE]
+                )
+                if span is not None:  # msal answers from its cache or asks Entra
+                    span.set_attribute("connector.from_cache", result.get("token_source") == "cache")
         except OSError as exc:
             raise UpstreamUnavailable("Microsoft Entra could not be reached.") from exc
         except ValueError as exc:

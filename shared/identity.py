@@ -5,6 +5,11 @@ Easy Auth validates the user's Entra token in front of the app and passes the re
 that sets it, so it is honoured only when Easy Auth is on (`WEBSITE_AUTH_ENABLED=True`) or on a
 developer's machine (`LOCAL_DEV=true`). Anywhere else a caller could forge it, so every protected
 call is refused.
+
+`Connector.Operator` (the fleet view of every tenant's connection) is the one role that is not the
+caller's tenant's business alone: it is honoured only for a user of the operator's own tenant
+(`OPERATOR_TENANT_ID`), and dropped here, while the principal is read, for anyone else. A
+customer's `Connector.Admin` does not include it, and it includes no other role.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ import binascii
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from shared.errors import Forbidden, Unauthenticated
+from shared.settings import get_settings
 from shared.untrusted import decode_json
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
@@ -40,12 +46,16 @@ class Role(StrEnum):
     ADMIN = "Connector.Admin"
     READ_WRITE = "Tickets.ReadWrite"
     READ = "Tickets.Read"
+    OPERATOR = "Connector.Operator"
 
 
+# A tenant's roles: what each grants within the caller's own tenant.
+TENANT_ROLES = frozenset({Role.ADMIN, Role.READ_WRITE, Role.READ})
 _GRANTS: dict[Role, frozenset[Role]] = {
-    Role.ADMIN: frozenset(Role),
+    Role.ADMIN: TENANT_ROLES,
     Role.READ_WRITE: frozenset({Role.READ_WRITE, Role.READ}),
     Role.READ: frozenset({Role.READ}),
+    Role.OPERATOR: frozenset({Role.OPERATOR}),
 }
 
 
@@ -61,8 +71,19 @@ class Caller:
             raise Forbidden(f"This operation needs the {role.value} role.")
 
 
-def caller_from_headers(headers: Mapping[str, str], *, trusted: bool) -> Caller:
-    """Parse the principal header into a Caller.
+def configured_operator_tenant() -> str | None:
+    """The tenant whose users' Connector.Operator role counts (`OPERATOR_TENANT_ID`), or None."""
+    return get_settings().operator_tenant_id
+
+
+def caller_from_headers(
+    headers: Mapping[str, str],
+    *,
+    trusted: bool,
+    operator_tenant: Callable[[], str | None] = configured_operator_tenant,
+) -> Caller:
+    """Parse the principal header into a Caller. `operator_tenant` is asked only when the principal
+    claims Connector.Operator, so the settings are read for those callers alone.
 
     Raises:
         Unauthenticated: no principal, an unusable one, or a header we must not trust here.
@@ -81,11 +102,14 @@ def caller_from_headers(headers: Mapping[str, str], *, trusted: bool) -> Caller:
         raise Unauthenticated("The signed-in principal has no tenant or object id.")
     role_typ = str(principal.get("role_typ") or "roles")
     name_typ = str(principal.get("name_typ") or "name")
+    roles = _roles(claims, role_typ)
+    if Role.OPERATOR in roles and tenant_id != operator_tenant():
+        roles -= {Role.OPERATOR}
     return Caller(
         tenant_id=tenant_id,
         user_id=user_id,
         name=_first(claims, (name_typ, *_NAME_CLAIMS)) or user_id,
-        roles=_roles(claims, role_typ),
+        roles=roles,
     )
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from shared.push_models import PushStatus
 from shared.remediation_models import FlagCounts, RemediationFlag, RemediationView, SecureScoreView
 from shared.sync_models import ListedRow
 
@@ -137,6 +138,7 @@ class ConnectionView(ApiModel):
     refresh_token_expires_soon: bool = False
     state_names: StateNames
     secure_score: SecureScoreView = Field(default_factory=SecureScoreView)
+    push: PushStatus = Field(default_factory=PushStatus)  # push from ServiceNow (docs/push.md)
 
 
 class StateNamesUpdate(ApiModel):

@@ -239,6 +239,16 @@ def log_context(**fields: str | None) -> Iterator[None]:
         _context.reset(token)
 
 
+def current_invocation_id() -> str | None:
+    """The invocation (the request id an HTTP answer carries) the current code runs for, if any."""
+    return _context.get().get("invocation_id")
+
+
+def current_tenant_id() -> str | None:
+    """The tenant bound to the current context (`bind_tenant`), if any; spans carry it too."""
+    return _context.get().get("tenant_id")
+
+
 def bind_tenant(tenant_id: str) -> None:
     """Add the tenant to the current context once it is known (after the principal is parsed)."""
     _context.set({**_context.get(), "tenant_id": tenant_id})

@@ -121,14 +121,14 @@ class TicketStore(Protocol):
     async def apply_state_changes(
         self, tenant_id: str, changes: Sequence[TicketStateChange]
     ) -> StateChangeResult:
-        """Merge new states into existing rows, 100 per transaction; a missing row is skipped and
-        reported, never made."""
+        """Merge new states into existing rows, 50 per transaction (each with its timeline event); a
+        missing row is skipped and reported, never made."""
         ...
 
     async def merge_states(self, tenant_id: str, changes: Sequence[TicketStateChange]) -> str | None:
-        """Merge at most 100 new states in one transaction, all or nothing, into rows that exist
-        (never making one), without reading them. None once written; the id of a row that does not
-        exist when that failed the transaction (nothing is written then)."""
+        """Merge at most 50 new states (with their timeline events) in one transaction, all or
+        nothing, into rows that exist (never making one), without reading them. None once written;
+        the id of a row that does not exist when that failed the transaction (nothing written)."""
         ...
 
     async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int: ...

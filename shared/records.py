@@ -204,6 +204,12 @@ class Ticket(StoredRecord):
     state: str
     state_updated_at: AwareDatetime
     servicenow_updated_on: str | None = None
+    servicenow_mod_count: int | None = None  # sys_mod_count of the version `state` is from
+    # The timeline's `created` event is this row itself, so a create stays one write: the request
+    # that asked for it, and the state ServiceNow made the record in (`state` moves with the sync;
+    # this does not). None on rows older than the timeline. Set by `with_created_event`.
+    request_id: str | None = None
+    created_state: str | None = None
 
     @field_serializer("due_date")
     def _due_date_as_text(self, value: date) -> str:
@@ -317,6 +323,8 @@ class TicketStateChange:
     state: str
     state_updated_at: datetime
     servicenow_updated_on: str | None = None  # ServiceNow's sys_updated_on, kept for the watermark
+    mod_count: int | None = None  # ServiceNow's sys_mod_count: which version of the record this is
+    seen_at: datetime | None = None  # when we listed it (the timeline's poll time)
 
 
 @dataclass(frozen=True)
@@ -336,3 +344,15 @@ class ActionTicket:
     instance_url: str
     state: str
     status: TicketStatus
+    deleted: bool = False  # the record is gone from ServiceNow (`deleted_in_servicenow_at`)
+
+
+def with_created_event(ticket: Ticket, request_id: str | None) -> Ticket:
+    """`ticket` as it is to be written, with its `created` event: the request id (at its insert)
+    and the state ServiceNow answered once the ticket is `created` (either is kept once set)."""
+    update: dict[str, str] = {}
+    if ticket.request_id is None and request_id:
+        update["request_id"] = request_id
+    if ticket.created_state is None and ticket.status == "created":
+        update["created_state"] = ticket.state
+    return ticket.model_copy(update=update) if update else ticket

@@ -10,6 +10,7 @@ and its rule but never a value (a value may be a secret): every endpoint then an
 
 from __future__ import annotations
 
+import uuid
 from functools import lru_cache
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -66,6 +67,13 @@ class Settings(BaseSettings):
     # How long after a ticket closes Secure Score may take to show the work before the ticket is
     # flagged `closedWithoutRemediation` (Microsoft says 24-48 hours; administrators see up to 7 days).
     remediation_grace_days: float = Field(default=7.0, gt=0, le=90, validation_alias="REMEDIATION_GRACE_DAYS")
+    # The operator's own Entra tenant: only its users' Connector.Operator role is honoured (the
+    # fleet view of every tenant's connection). Unset or empty: nobody holds that role.
+    operator_tenant_id: str | None = Field(default=None, validation_alias="OPERATOR_TENANT_ID")
+    # Application Insights: traces and metrics go there only when set (docs/telemetry.md).
+    applicationinsights_connection_string: SecretStr | None = Field(
+        default=None, validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
+    )
 
     @field_validator("servicenow_url_template")
     @classmethod
@@ -108,6 +116,16 @@ class Settings(BaseSettings):
         if value is not None and any(origin_of(item) is None for item in _listed(value)):
             raise ValueError("must list origins such as https://portal.example.com, separated by commas")
         return value
+
+    @field_validator("operator_tenant_id")
+    @classmethod
+    def _is_a_tenant_id(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        try:
+            return str(uuid.UUID(value.strip()))
+        except ValueError:
+            raise ValueError("must be a tenant id (a GUID), or empty to turn the fleet view off") from None
 
     @model_validator(mode="after")
     def _storage_is_configured(self) -> Settings:

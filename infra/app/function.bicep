@@ -19,6 +19,8 @@ param keyVaultUri string
 param graphClientSecretName string
 
 param authClientId string
+@description('Client id of the external portal\'s own app registration: Easy Auth accepts tokens it obtained besides those of the API registration itself. Empty: the API registration only.')
+param portalClientId string = ''
 param authOpenIdIssuer string = ''
 @allowed([
   'Return401'
@@ -35,10 +37,23 @@ param syncSchedule string
 param remediationGraceDays string
 param pythonVersion string = '3.11'
 param instanceMemoryMB int = 2048
+@minValue(40)
+@maxValue(1000)
 param maximumInstanceCount int = 100
+@description('Entra tenant whose Connector.Operator users see the fleet view (OPERATOR_TENANT_ID); empty: fleet view off.')
+param operatorTenantId string = ''
 
 // scheme://host of the portal, the only origin whose pages may call the API (CORS_ALLOWED_ORIGINS).
+// infra/hooks/preflight.py refuses a PORTAL_URL without https:// before azd provisions.
 var portalOrigin = '${split(portalUrl, '/')[0]}//${split(portalUrl, '/')[2]}'
+// The in-app portal signs in through Easy Auth with the API registration itself; an external
+// portal (PORTAL_URL) may have a registration of its own. No other client's token is accepted.
+var allowedClientApplications = empty(portalClientId) ? [
+  authClientId
+] : [
+  authClientId
+  portalClientId
+]
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225:Zone redundancy on Flex Consumption needs always-ready instances in each zone, i.e. a standing cost; this connector tolerates a zone outage as minutes of delayed sync.
@@ -57,7 +72,8 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17:Callers authenticate with Entra tokens via App Service Authentication; browsers following the OAuth callback cannot present client certificates.
-  // checkov:skip=CKV_AZURE_222:The API is public by design (portal users in many tenants, ServiceNow's OAuth redirect); App Service Authentication guards everything but /api/health, /api/oauth/callback and the API document and docs page.
+  // checkov:skip=CKV_AZURE_222:The API is public by design (portal users in many tenants, ServiceNow's OAuth redirect and push hooks); App Service Authentication guards everything but /api/health, /api/oauth/callback, the HMAC-signed /api/servicenow/hooks/* and the API document and docs page.
+  // checkov:skip=CKV_AZURE_78:Flex Consumption rejects siteConfig.ftpsState (error 51021); FTP is off through the 'ftp' basicPublishingCredentialsPolicies resource below (tests/infra/policies.py checks it).
   // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero; a minimum instance count would be always-ready capacity billed around the clock.
   // checkov:skip=CKV_AZURE_213:Not needed on Flex Consumption: the platform replaces unhealthy instances itself; /api/health exists for external probes.
   // checkov:skip=CKV_AZURE_62:Function app is intentionally reachable from everywhere (multi-tenant SaaS back end).
@@ -79,9 +95,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false
     keyVaultReferenceIdentity: identityId
     siteConfig: {
+      // No ftpsState: Flex Consumption rejects the property (FTP is off through the 'ftp'
+      // publishing-credentials policy below).
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       // No `cors` here: the app answers CORS itself from CORS_ALLOWED_ORIGINS (functions/_cors.py),
       // as it does locally. A platform list would answer preflights before the app and add its own
@@ -136,6 +153,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AZURE_CLIENT_ID: identityClientId
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+    // The worker hands each invocation the host's trace context (host.json telemetryMode
+    // OpenTelemetry), so the app's spans join the host's request.
+    PYTHON_ENABLE_OPENTELEMETRY: 'true'
     KEY_VAULT_URL: keyVaultUri
     SERVICENOW_URL_TEMPLATE: servicenowUrlTemplate
     OAUTH_REDIRECT_URI: 'https://${site.properties.defaultHostName}/api/oauth/callback'
@@ -147,6 +167,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     GRAPH_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVaultUri}secrets/${graphClientSecretName}/)'
     SYNC_SCHEDULE: syncSchedule
     REMEDIATION_GRACE_DAYS: remediationGraceDays
+    OPERATOR_TENANT_ID: operatorTenantId
   }
 }
 
@@ -174,7 +195,9 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
       unauthenticatedClientAction: authUnauthenticatedAction
       redirectToProvider: 'azureactivedirectory'
       // Anonymous by design: the probe, ServiceNow's redirect, and the API document with its docs
-      // page (each docs asset by name: functions/docs.py serves no other file).
+      // page (each docs asset by name: functions/docs.py serves no other file). ServiceNow's push
+      // hooks carry an HMAC signature, not an Entra token; a trailing `/*` is the one wildcard
+      // Easy Auth matches, and only that prefix is opened.
       excludedPaths: [
         '/api/health'
         '/api/oauth/callback'
@@ -184,6 +207,7 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
         '/api/docs/swagger-ui.css'
         '/api/docs/docs.js'
         '/api/docs/docs.css'
+        '/api/servicenow/hooks/*'
       ]
     }
     identityProviders: {
@@ -198,6 +222,11 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = {
             'api://${authClientId}'
             authClientId
           ]
+          // Checked against the token's appid/azp: a token another application obtained for our
+          // API is refused. Tenants stay open (multi-tenant); the app isolates them by tid.
+          defaultAuthorizationPolicy: {
+            allowedApplications: allowedClientApplications
+          }
         }
       }
     }

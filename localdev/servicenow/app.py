@@ -146,6 +146,7 @@ class RunningSimulator:
 
     async def aclose(self) -> None:
         self.state.closing.set()  # release responses held by "timeout" faults
+        await self.state.push.aclose()
         await self._runner.cleanup()
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from .clock import format_glide
 from .faults import FaultPlanError
 from .oauth import Grant
+from .push import PushConfig, PushConfigError
 from .state import STATE_KEY, SimulatorState
 
 CONTROL_PREFIX = "/__sim"
@@ -225,6 +226,30 @@ async def get_read_acls(request: web.Request) -> web.Response:
     return web.json_response({"unreadable": sorted(_state(request).unreadable)})
 
 
+async def configure_push(request: web.Request) -> web.Response:
+    """POST /__sim/push {"url", "key", "drop", "duplicate", "reorder", "delay_seconds"}: play the
+    connector's push Business Rule from now on (see push.py)."""
+    try:
+        config = PushConfig.from_json(await _body(request))
+    except PushConfigError as exc:
+        return _bad_request(str(exc))
+    _state(request).push.configure(config)
+    return web.json_response({"push": config.public()})
+
+
+async def get_push(request: web.Request) -> web.Response:
+    """GET /__sim/push: the settings (never the key) and every call made, with its headers."""
+    player = _state(request).push
+    config = player.config.public() if player.config is not None else None
+    return web.json_response({"push": config, "calls": [call.to_json() for call in player.calls]})
+
+
+async def stop_push(request: web.Request) -> web.Response:
+    """DELETE /__sim/push: the rule is gone (the calls made stay listed)."""
+    _state(request).push.configure(None)
+    return web.Response(status=204)
+
+
 def add_routes(app: web.Application) -> None:
     p = CONTROL_PREFIX
     app.router.add_post(p + "/records/{table}/{sys_id}", update_record)
@@ -245,3 +270,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(p + "/rate-limit", set_rate_limit)
     app.router.add_get(p + "/acl", get_read_acls)
     app.router.add_post(p + "/acl/{table}", set_read_acl)
+    app.router.add_post(p + "/push", configure_push)
+    app.router.add_get(p + "/push", get_push)
+    app.router.add_delete(p + "/push", stop_push)

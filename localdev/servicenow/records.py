@@ -12,7 +12,7 @@ platform does (next-features facts A7), and counts as a change of the record.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,9 @@ class RecordStore:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._tables: dict[str, Table] = {}
+        # Called after every insert and every update that changed something (the Business Rules'
+        # "after insert/update"): the push rule player (push.py) listens here.
+        self.on_write: Callable[[str, dict[str, str]], None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -134,6 +137,8 @@ class RecordStore:
         self._apply_rules(schema, record)
         target.rows[record["sys_id"]] = record
         self._journal(schema, record["sys_id"], values, user=user)
+        if self.on_write is not None:
+            self.on_write(table, record)
         return record
 
     def update(
@@ -157,6 +162,8 @@ class RecordStore:
             candidate["sys_mod_count"] = str(int(record["sys_mod_count"] or "0") + 1)
             record.clear()
             record.update(candidate)
+            if self.on_write is not None:
+                self.on_write(table, record)
         return record
 
     def delete(self, table: str, sys_id: str) -> bool:

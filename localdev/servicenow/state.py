@@ -13,6 +13,7 @@ from aiohttp import web
 from .clock import Clock
 from .faults import FaultPlan
 from .oauth import Grant, OAuthServer
+from .push import BusinessRulePlayer
 from .ratelimit import RateLimiter
 from .records import RecordStore
 
@@ -25,6 +26,8 @@ class SimulatorState:
     ) -> None:
         self.clock = Clock()
         self.records = RecordStore(self.clock)
+        self.push = BusinessRulePlayer(self.clock)  # the connector's push rule, once configured
+        self.records.on_write = self.push.on_write
         self.oauth = OAuthServer(self.clock, clients)
         self.rate_limiter = RateLimiter(self.clock, rate_limit_per_hour)
         self.faults = FaultPlan()
@@ -48,6 +51,7 @@ class SimulatorState:
         self.faults.reset()
         self.requests.clear()
         self.unreadable.clear()
+        self.push.reset()
 
     def seed(self, table: str, count: int, template: Mapping[str, Any]) -> list[dict[str, str]]:
         """Insert ``count`` records quickly, bypassing HTTP (benchmarks need 50 x 1,000 tickets).

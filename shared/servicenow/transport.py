@@ -26,6 +26,7 @@ import httpx
 from shared import http_retry
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.http_retry import RetryPolicy as RetryPolicy
+from shared.monitoring.http import SERVICENOW, traced
 
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 # Transport failures that happen before a byte of the request is sent.
@@ -48,16 +49,25 @@ def maybe_processed(outcome: httpx.Response | Exception) -> bool:
     return not refused
 
 
-def new_http_client(*, timeout: httpx.Timeout = DEFAULT_TIMEOUT, **options: Any) -> httpx.AsyncClient:
+def new_http_client(
+    *,
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **options: Any,
+) -> httpx.AsyncClient:
     """The one client for every ServiceNow instance (pooled connections, explicit timeouts).
 
     It keeps no cookies: ServiceNow answers with a session cookie (JSESSIONID) that would otherwise
     ride along on the next call to that host, possibly another tenant's, under another token.
+    Every request goes through `TracedTransport` (a span, and the answer counted, when telemetry
+    is on); the pool limits and TLS options belong to the transport it wraps.
     """
+    tls = {name: options.pop(name) for name in ("verify", "cert") if name in options}
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
     return httpx.AsyncClient(
         timeout=timeout,
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        transport=traced(SERVICENOW, transport, limits=limits, **tls),
         headers={"Accept": "application/json", "User-Agent": "m365-servicenow-connector/1.0"},
         follow_redirects=False,
         **options,

@@ -140,6 +140,7 @@ def _ticket(ticket: ActionTicket, names: StateLabels) -> ImprovementActionTicket
         # No record yet (creating) or none ever (failed): nothing to link to.
         url=record_url(ticket.instance_url, ticket.type, ticket.sys_id) if ticket.sys_id else "",
         status=ticket.status,
+        deleted_in_servicenow=ticket.deleted,
     )
 
 

@@ -47,6 +47,7 @@ from shared.models import (
 from shared.ports import ConnectionStore, OAuthStateStore, SecretStore, ServiceNowOAuth
 from shared.records import REFRESH_TOKEN_WARNING, Connection, OAuthState
 from shared.remediation_models import SecureScoreUpdate, SecureScoreView
+from shared.services.push_setup import PushSetupService
 from shared.ticket_states import effective_state_names, known_state_codes
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class ProvisioningService:
         oauth: ServiceNowOAuth,
         config: ProvisioningConfig,
         clock: Clock = SYSTEM_CLOCK,
+        push: Callable[[], PushSetupService] | None = None,
     ) -> None:
         self._connections = connections
         self._states = states
@@ -81,6 +83,7 @@ class ProvisioningService:
         self._oauth = oauth
         self._config = config
         self._clock = clock
+        self._push = push  # built on first use: most requests here never touch push
 
     async def configure(self, caller: Caller, request: ConfigureConnection) -> ConfigureResult:
         """Store the instance and client credentials and start an authorization."""
@@ -130,7 +133,7 @@ class ProvisioningService:
             return ConnectionView(
                 status=ConnectionStatus.NOT_CONFIGURED, state_names=effective_state_names({})
             )
-        return connection_view(connection, self._clock.now())
+        return await self._view(connection)
 
     async def set_secure_score(self, tenant_id: str, update: SecureScoreUpdate) -> ConnectionView:
         """Turn the write-back of ticket states to Secure Score and/or the work notes on or off
@@ -150,7 +153,13 @@ class ProvisioningService:
             raise ConnectionNotReady("Configure the ServiceNow instance first (PUT /api/provisioning).")
         for name, value in switches.items():
             logger.info("Secure Score %s turned %s", name.replace("_", " "), "on" if value else "off")
-        return connection_view(saved, self._clock.now())
+        return await self._view(saved)
+
+    async def _view(self, connection: Connection) -> ConnectionView:
+        view = connection_view(connection, self._clock.now())
+        if self._push is None:
+            return view
+        return view.model_copy(update={"push": await self._push().status(connection.tenant_id)})
 
     async def complete(self, params: CallbackParams) -> str:
         """Finish an authorization from ServiceNow's redirect; the portal URL to send the browser to.
@@ -209,6 +218,8 @@ class ProvisioningService:
             await self._oauth.revoke(connection.instance_url, tokens.refresh_token)
             await self._oauth.revoke(connection.instance_url, tokens.access_token)
         await self._secrets.delete_tenant(tenant_id)
+        if self._push is not None:
+            await self._push().remove(tenant_id)  # the hook mapping first, then the key
         await self._connections.delete(tenant_id)
         logger.info("ServiceNow connection removed")
 

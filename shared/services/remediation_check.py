@@ -86,6 +86,7 @@ from shared.remediation import (
     remediation_flags,
     remediation_status,
 )
+from shared.rule_ports import SecureScoreReadHook
 from shared.secure_score_ports import RemediationRows, SecureScoreWriter
 from shared.services.remediation_work_notes import WorkNotes
 from shared.services.remediation_write_back import SCID_REFUSED, Pending, ProfileOf, WriteBack
@@ -142,8 +143,10 @@ class RemediationCheck:
         grace: timedelta = DEFAULT_GRACE,
         notes: WorkNoteWriter | None = None,
         journal: ServiceNowRecords | None = None,
+        after_read: SecureScoreReadHook | None = None,
     ) -> None:
-        """`notes` and `journal` (both, or no work notes): see `remediation_work_notes`."""
+        """`notes` and `journal` (both, or no work notes): see `remediation_work_notes`;
+        `after_read`: given the check's read once it is done (the rules), may ask for a read."""
         self._notes = (
             WorkNotes(rows=tickets, writer=notes, journal=journal, clock=clock)
             if notes is not None and journal is not None
@@ -155,6 +158,7 @@ class RemediationCheck:
         self._connections = connections
         self._clock = clock
         self._grace = grace
+        self._hook = after_read
 
     async def check_tenant(
         self, connection: Connection, *, deadline: datetime | None = None
@@ -168,7 +172,7 @@ class RemediationCheck:
         if _paused(connection, now, outcome):
             return outcome
         rows = await self._rows.action_tickets(tenant_id)
-        if not rows:
+        if not rows and not (self._hook is not None and await self._hook.wants_read(tenant_id)):
             outcome.skipped = "no tickets made for improvement actions"
             return outcome
         try:
@@ -200,6 +204,8 @@ class RemediationCheck:
             outcome.noted = (await self._notes.run(connection, rows, pending, titles, deadline)).sent
         await self._record(tenant_id, now, outcome, checked=True)
         logger.info("Secure Score check: %s", outcome.summary())
+        if self._hook is not None:
+            await self._hook.after_read(connection, scores, profiles)
         return outcome
 
     async def ticket_created(self, connection: Connection, ticket: Ticket) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from shared import telemetry
 from shared.clock import Clock
 from shared.errors import (
     AppError,
@@ -19,7 +20,7 @@ from shared.errors import (
 )
 from shared.models import ConnectionStatus, SyncQueued, SyncReason, SyncRequest
 from shared.ports import ConnectionStore, IdempotencyClaims, MessageQueue, OAuthStateStore
-from shared.records import usable_connection
+from shared.records import REFRESH_TOKEN_WARNING, usable_connection
 from shared.services.sync_config import SyncConfig
 from shared.services.sync_lease import listed_row
 
@@ -29,6 +30,8 @@ ENQUEUE_CONCURRENCY = 32  # sends in flight at once
 # The queue client already retries a request a few times; these attempts ride out a longer moment
 # (a throttled account) without holding the timer long: 0.5 s then 1 s.
 SEND_ATTEMPTS = 3
+# The connections the listing skips, counted apart for the connections gauge.
+UNLISTED_STATUSES = (ConnectionStatus.PENDING_AUTHORIZATION, ConnectionStatus.REAUTHORIZATION_REQUIRED)
 SEND_BACKOFF_S = 0.5
 
 
@@ -73,6 +76,8 @@ class _Tally:
     deferred: int = 0  # ServiceNow asked us (Retry-After) to leave the tenant alone for now
     failed: list[str] = field(default_factory=list)  # tenants whose every attempt failed
     late: int = 0  # tenants not sent: the run's deadline had passed
+    listed: int = 0  # connected tenants the listing found
+    expiring: int = 0  # of those, refresh tokens expiring within REFRESH_TOKEN_WARNING
 
 
 class SyncFanout:
@@ -124,6 +129,8 @@ class SyncFanout:
         self._report(tally, reason)
         if listing_error is not None:
             raise listing_error
+        telemetry.connections_listed(ConnectionStatus.CONNECTED, tally.listed, tally.expiring)
+        await self._count_unlisted()
         if tally.failed or tally.late:
             total = tally.queued + len(tally.failed) + tally.late
             named = f" (tenants {', '.join(tally.failed[:5])}{', ...' if len(tally.failed) > 5 else ''})"
@@ -142,6 +149,10 @@ class SyncFanout:
         requested_at: datetime,
     ) -> None:
         async for connection in self._connections.with_status(ConnectionStatus.CONNECTED):
+            tally.listed += 1
+            expires = connection.refresh_token_expires_at
+            if expires is not None and expires - requested_at < REFRESH_TOKEN_WARNING:
+                tally.expiring += 1
             if connection.sync_not_before is not None and connection.sync_not_before > requested_at:
                 tally.deferred += 1
                 continue
@@ -153,6 +164,21 @@ class SyncFanout:
                 row=listed_row(connection),
             )
             await pending.put(request)
+
+    async def _count_unlisted(self) -> None:
+        """The connections gauge for the statuses the listing skips, with telemetry on only: one
+        query each, over the few rows that wait for an admin (a failure costs the gauge, not the run)."""
+        if not telemetry.enabled():
+            return
+        for status in UNLISTED_STATUSES:
+            try:
+                count = 0
+                async for _ in self._connections.with_status(status):
+                    count += 1
+            except AppError as error:
+                logger.warning("Could not count %s connections: %s", status.value, error.message)
+                continue
+            telemetry.connections_counted(status, count)
 
     async def _sender(
         self, pending: asyncio.Queue[SyncRequest | None], tally: _Tally, deadline: datetime

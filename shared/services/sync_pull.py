@@ -11,7 +11,7 @@ from shared.records import CORRELATION_DISPLAY, Connection
 from shared.services.sync_config import SyncConfig
 from shared.services.sync_marks import Record, Version, record_sys_id, record_updated, record_version
 
-FIELDS = ["sys_id", "correlation_id", "state", "sys_updated_on"]
+FIELDS = ["sys_id", "correlation_id", "state", "sys_updated_on", "sys_mod_count"]
 MAX_PAGES = 10_000  # per table and run: 10 million records; past it something is wrong
 _OURS = f"correlation_display={CORRELATION_DISPLAY}"
 _ORDER = "ORDERBYsys_updated_on^ORDERBYsys_id"

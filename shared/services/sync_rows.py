@@ -1,14 +1,17 @@
 """Where the sync's state changes go: our ticket rows, found by the record's `correlation_id`,
 which is our ticket id and so the row's RowKey in the tenant's partition (policy: `syncing.py`).
 
-The changes of a run are gathered across its tables and written in transactions of up to 100 rows
-(one partition), oldest listed first. Two ways to decide what to write:
+The changes of a run are gathered across its tables and written in transactions of up to 50 rows
+(one partition), oldest listed first: each row's merge takes its timeline event along (an
+upsert-merge of the event row keyed by ticket, `sys_updated_on` and `sys_mod_count`, in the same
+transaction: the row is never moved without its event, nor the event written without the row).
+Two ways to decide what to write:
 
 - **Blind** (a normal run): every record of ours that the run listed and had not handled before
-  (its version is not in the watermark's seen set) is a merge of `State`, `StateUpdatedAt` and
-  `ServicenowUpdatedOn` into the row its correlation id names. No row is read. The merge carries
-  `If-Match: *`: it updates a row that exists and never makes one, so a deleted row is never
-  brought back. A correlation id that is not of our ids' shape is not ours and is skipped.
+  (its version is not in the watermark's seen set) is a merge of `State`, `StateUpdatedAt`,
+  `ServicenowUpdatedOn` and `ServicenowModCount` into the row its correlation id names. No row
+  is read. The merge carries `If-Match: *`: it updates a row that exists and never makes one,
+  so a deleted row is never brought back. A correlation id that is not of our ids' shape is not ours and is skipped.
 - **Exact**, once the run has read the tenant's ticket index (`LazyIndex`): a record is written
   only when its table and sys_id are our row's and its state differs from the row's. The daily
   reconciliation reads the index anyway; a normal run reads it when a transaction fails because
@@ -19,11 +22,12 @@ The changes of a run are gathered across its tables and written in transactions 
 
 What the blind way gives up: a record whose last version the run cannot compare (not in the seen
 set) is written though only something else changed (a work note): its state stays, its
-`StateUpdatedAt` moves to that update's time. A copy of one of our records that still carries our
-ticket id is written over our row when it is listed alone (until the next reconciliation repairs
-the row, as it repairs any state a normal run got wrong).
+`StateUpdatedAt` moves to that update's time, and its event (the state before, again) is left
+out of the timeline when it is read (`ticket_events.py`). A copy of one of our records that still
+carries our ticket id is written over our row when it is listed alone (until the next
+reconciliation repairs the row, as it repairs any state a normal run got wrong).
 
-Why an unconditional merge never puts an older state over a newer one:
+Why an unconditional merge never puts an older state over a newer one (but for a push, below):
 
 - Within a run, records are listed oldest first (`sys_updated_on`, keyset-paged) and a later
   version of a record replaces its pending change; transactions go one after another. So each row's
@@ -34,7 +38,13 @@ Why an unconditional merge never puts an older state over a newer one:
   a run writes was read from ServiceNow after the previous run's writes ended: it is never older.
   A lease outlives the host's function timeout (10 minutes): a run whose lease ran out has been
   stopped before another may take the lease.
-- The one other writer of these columns is ticket creation, when it stores a row (a record listed
+- A push (ServiceNow calling us, `ticket_pushes.py`) writes them too, ETag-conditionally and only
+  with a newer `sys_mod_count` than the row holds. A run that listed a version before a push wrote
+  a newer one may merge the older state over it, for a while: the newer version is not the one
+  the run recorded as seen, so the next run lists it again (past the watermark, or within its
+  look-back) and writes it. The event rows are not undone by this (each version has its own), and
+  the timeline orders them by ServiceNow's time.
+- The other writer of these columns is ticket creation, when it stores a row (a record listed
   before its row exists is skipped, and repaired by the reconciliation if its state moved
   meanwhile) or finishes a `creating` one with the state ServiceNow answered the create with (an
   ETag-conditional replace: a merge of ours landing between its read and its write makes it lose
@@ -57,7 +67,7 @@ from shared.services.sync_marks import Record, parse_glide, record_sys_id, recor
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 100  # Table Storage's limit of operations in one transaction
+MAX_BATCH = 50  # rows a transaction: each takes its event along (Table Storage's limit is 100)
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class Listed:
     sys_id: str
     state: str
     updated: str  # sys_updated_on
+    mod_count: int | None = None  # sys_mod_count: None when ServiceNow did not send a number
 
 
 def listed(table: str, record: Record) -> Listed | None:
@@ -77,7 +88,14 @@ def listed(table: str, record: Record) -> Listed | None:
     if not TICKET_ID.match(ticket_id):
         return None
     state, updated = str(record.get("state", "")), record_updated(record)
-    return Listed(ticket_id, table, record_sys_id(record), state, updated)
+    return Listed(ticket_id, table, record_sys_id(record), state, updated, _mod_count(record))
+
+
+def _mod_count(record: Record) -> int | None:
+    try:
+        return int(str(record.get("sys_mod_count", "")))
+    except ValueError:
+        return None
 
 
 class RowWriter:
@@ -160,4 +178,6 @@ class RowWriter:
             state=item.state,
             state_updated_at=parse_glide(item.updated) or self._clock.now(),
             servicenow_updated_on=item.updated or None,
+            mod_count=item.mod_count,
+            seen_at=self._clock.now(),
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared import telemetry
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import AppError, DependencyNotConfigured
 from shared.models import ConnectionStatus, SyncRequest
@@ -20,6 +21,7 @@ from shared.services.sync_apply import LazyIndex, instance_state_labels
 from shared.services.sync_config import SyncConfig
 from shared.services.sync_failures import ending_of
 from shared.services.sync_fanout import send_request
+from shared.services.sync_lag import LagMeasuringRows
 from shared.services.sync_lease import Refusal, take_lease, write_status
 from shared.services.sync_marks import merge_tables
 from shared.services.sync_rows import RowWriter
@@ -98,13 +100,21 @@ class TenantSync:
         are recorded on the connection. Raises on anything else, after recording it as the
         connection's `lastError`, so the host retries and finally poisons the message.
         """
+        started, ended, changed = self._clock.now(), "failed", 0
+        try:
+            outcome = await self._sync_tenant(request, started)
+            ended, changed = ("skipped", 0) if outcome.skipped else ("synced", outcome.changed)
+            return outcome
+        finally:
+            telemetry.sync_run(ended, (self._clock.now() - started).total_seconds(), changed)
+
+    async def _sync_tenant(self, request: SyncRequest, started: datetime) -> SyncOutcome:
         outcome = SyncOutcome(request.tenant_id)
-        started = self._clock.now()
         run = await take_lease(self._connections, request, started, self._config.lease)
         if not isinstance(run, Connection):
             outcome.skipped = await self._not_run(request, run)
             return outcome
-        progress = self._progress(run.tenant_id)
+        progress = self._progress(run.tenant_id, run.watermarks)
         try:
             await self._sync(run, started, outcome, progress)
         except Exception as error:
@@ -116,9 +126,9 @@ class TenantSync:
             outcome.skipped, outcome.not_before = ending.skipped, ending.not_before
         return outcome
 
-    def _progress(self, tenant_id: str) -> _Progress:
+    def _progress(self, tenant_id: str, watermarks: dict[str, str]) -> _Progress:
         index = LazyIndex(lambda: self._tickets.sync_index(tenant_id))
-        return _Progress(RowWriter(self._tickets, tenant_id, index, self._clock), index)
+        return _Progress(LagMeasuringRows(self._tickets, tenant_id, index, self._clock, watermarks), index)
 
     async def _not_run(self, request: SyncRequest, refusal: Refusal | None) -> str:
         if refusal is None:

@@ -63,6 +63,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared import telemetry
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import (
     AppError,
@@ -165,6 +166,20 @@ class TicketCreation:
                 the create ran past its deadline (retry_after: when a retry can go on).
             UpstreamRejected: ServiceNow refused the record, or the lookup of it.
         """
+        started, outcome = self._clock.now(), "internal_error"
+        try:
+            result = await self._create(caller, request, idempotency_key)
+            outcome = _outcome(result)
+            return result
+        except AppError as error:
+            outcome = error.code
+            raise
+        finally:
+            telemetry.ticket_create(request.type, outcome, (self._clock.now() - started).total_seconds())
+
+    async def _create(
+        self, caller: Caller, request: CreateTicket, idempotency_key: str | None
+    ) -> CreateResult:
         now = self._clock.now()
         check_due_date(request.due_date, now)
         key_hash = idempotency_key_hash(idempotency_key)
@@ -354,6 +369,13 @@ class TicketCreation:
             retry_after=max(1, math.ceil((until - self._clock.now()).total_seconds())),
             ambiguous=held.may_have_made_a_record,
         )
+
+
+def _outcome(result: CreateResult) -> str:
+    """`creating` (answered 202), `created` (a new record), or `existing` (the key's ticket)."""
+    if result.ticket.status == "creating":
+        return "creating"
+    return "created" if result.created else "existing"
 
 
 def _same_instance(row: Ticket, connection: Connection) -> bool:

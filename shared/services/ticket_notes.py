@@ -53,6 +53,8 @@ from shared.services.idempotency_claims import idempotency_key_hash, new_claim
 from shared.services.journal_display import display_notes
 from shared.services.sync_marks import parse_glide
 from shared.services.ticket_policy import TicketingPolicy
+from shared.timeline_models import NoteEvent
+from shared.timeline_ports import NoteEvents
 
 JOURNAL = "sys_journal_field"
 # A note's claim is held until its journal write has surely ended: that write is sent again after
@@ -90,6 +92,7 @@ class TicketNotes:
         claims: IdempotencyClaims,
         policy: TicketingPolicy,
         clock: Clock,
+        events: NoteEvents | None = None,
     ) -> None:
         self._tickets = tickets
         self._connections = connections
@@ -98,6 +101,7 @@ class TicketNotes:
         self._claims = claims
         self._policy = policy
         self._clock = clock
+        self._events = events
 
     async def notes(self, tenant_id: str, ticket_id: str) -> NoteList:
         """Newest first. A ticket without a record (`creating`, `failed`) has none.
@@ -159,7 +163,7 @@ class TicketNotes:
         if found is None:
             return await self._send(connection, ticket, request, claim), True
         # Answered from the claim, as every later repeat of the key will be.
-        return _answer(await self._complete(claim), request), False
+        return _answer(await self._complete(claim, request), request), False
 
     async def _new_claim(
         self, caller: Caller, key_hash: str, fingerprint: str, ticket_id: str
@@ -196,12 +200,19 @@ class TicketNotes:
         except AppError:  # refused, or never sent (a token, the connection)
             await _quietly(self._claims.release(claim))
             raise
-        completed = await self._complete(claim)
+        completed = await self._complete(claim, request)
         return _answer(completed, request)
 
-    async def _complete(self, claim: IdempotencyRecord) -> IdempotencyRecord:
+    async def _complete(self, claim: IdempotencyRecord, request: AddNote) -> IdempotencyRecord:
+        """The claim completed, and the note on the ticket's timeline: after ServiceNow took it,
+        not atomically with it (a failure here loses the event, never the note)."""
         completed = claim.model_copy(update={"status": "completed", "completed_at": self._clock.now()})
         written = await _quietly(self._claims.replace(completed))
+        if self._events is not None:
+            note = NoteEvent(
+                kind=request.kind, author=claim.created_by_name, at=claim.created_at, key=claim.key_hash
+            )
+            await _quietly(self._events.record_note(claim.tenant_id, claim.ticket_id, note))
         return written if isinstance(written, IdempotencyRecord) else completed
 
     async def _find(

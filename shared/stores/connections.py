@@ -28,9 +28,11 @@ from shared.stores.tables import (
     get_entity,
     query,
     replace_entity,
+    storage_errors,
     to_entity,
     upsert_entity,
 )
+from shared.stores.tickets import decode_continuation, encode_continuation
 from shared.stores.ttl_cache import TtlCache
 
 CONNECTIONS = "connections"
@@ -130,6 +132,26 @@ class ConnectionRepository:
         table = await self._store.table(CONNECTIONS)
         async for entity in query(table, "Status eq @status", {"status": status.value}):
             yield from_entity(Connection, entity, _CONNECTION_JSON)
+
+    async def fleet_page(
+        self, *, status: ConnectionStatus | None, top: int, continuation_token: str | None
+    ) -> tuple[list[Connection], str | None]:
+        """One page of every tenant's connection (a query across partitions), and the next token.
+        A token names the `status` it was issued for, so it cannot resume another filter."""
+        scope = f"fleet:{status.value if status else '*'}"
+        resume = decode_continuation(continuation_token, scope) if continuation_token else None
+        query_filter = "RowKey eq @row" + (" and Status eq @status" if status else "")
+        parameters = {"row": CONNECTION_ROW, **({"status": status.value} if status else {})}
+        table = await self._store.table(CONNECTIONS)
+        with storage_errors(f"list {CONNECTIONS}"):
+            entities = table.query_entities(query_filter, parameters=parameters, results_per_page=top)
+            pages = entities.by_page(continuation_token=resume)  # type: ignore[arg-type]  # a dict
+            rows: list[Connection] = []
+            async for page in pages:
+                rows = [from_entity(Connection, entity, _CONNECTION_JSON) async for entity in page]
+                break
+            following: Any = getattr(pages, "continuation_token", None)
+        return rows, encode_continuation(following, scope) if following else None
 
 
 class OAuthStateRepository:

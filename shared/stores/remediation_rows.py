@@ -6,14 +6,18 @@ reads: a page per 1,000 rows, whatever the rows' size.
 
 Writes set fields of rows that exist and never make one:
 
-- **Merges**, up to 100 rows of the partition per transaction, each `If-Match: *`. When one of
-  them no longer exists (its ticket was removed meanwhile) the transaction fails whole and Table
-  Storage names the row; the batch is sent again without it.
+- **Merges**, of up to 100 operations of the partition per transaction, each `If-Match: *`. When
+  one of them no longer exists (its ticket was removed meanwhile) the transaction fails whole and
+  Table Storage names the row; the batch is sent again without it.
 - **Replaces**, for a row that must lose a value (`closed_at` of a ticket open again, the
   `write_back_error` of a write-back that has since succeeded, the points of a control no longer
   scored): a merge cannot take a property away (a null property in a merge is left out, so the
   old value stays). That row is read whole and replaced with its ETag, re-read after a lost race
   (the sync may merge a state into it meanwhile). Rare, and two requests each.
+
+Each row write takes the timeline events its changes make (`event_rows.remediation_events`: a
+status, a flag raised or cleared, a write-back sent or failed, the work note sent) into its
+transaction, as upserts of deterministic keys.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from enum import Enum
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 
+from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import PreconditionFailed
 from shared.records import Ticket
 from shared.remediation import (
@@ -37,8 +41,9 @@ from shared.remediation import (
     RemediationStatus,
     WorkNoteState,
 )
-from shared.stores.tables import TableStore, get_entity, merge_existing, storage_errors
-from shared.stores.tickets import MAX_BATCH, TICKETS
+from shared.stores.event_rows import TICKET_ROWS, remediation_events
+from shared.stores.tables import TableStore, get_entity, storage_errors
+from shared.stores.ticket_state_rows import MAX_BATCH, TICKETS, Operation, failed_condition, submit
 
 REPLACE_ATTEMPTS = 3
 
@@ -60,15 +65,16 @@ _SELECT = ["RowKey", *(_COLUMN[name] for name in (*_TICKET_FIELDS, *_REMEDIATION
 
 
 class RemediationRowRepository:
-    def __init__(self, store: TableStore) -> None:
+    def __init__(self, store: TableStore, clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
+        self._clock = clock
 
     async def action_tickets(self, tenant_id: str) -> list[RemediationRow]:
         table = await self._store.table(TICKETS)
         rows: list[RemediationRow] = []
         with storage_errors(f"list {TICKETS}"):
             async for entity in table.query_entities(
-                "PartitionKey eq @tenant and ImprovementActionId gt @none",
+                f"PartitionKey eq @tenant and ImprovementActionId gt @none and {TICKET_ROWS}",
                 parameters={"tenant": tenant_id, "none": ""},
                 select=_SELECT,
                 results_per_page=1000,
@@ -78,24 +84,39 @@ class RemediationRowRepository:
 
     async def write(self, tenant_id: str, changes: Sequence[RemediationChange]) -> int:
         latest = {change.ticket_id: change for change in changes}  # one operation a row
-        merges = [c for c in latest.values() if None not in c.fields.values()]
-        written = 0
-        for start in range(0, len(merges), MAX_BATCH):
-            written += await self._merge(tenant_id, merges[start : start + MAX_BATCH])
+        merges = [self._operations(tenant_id, c) for c in latest.values() if None not in c.fields.values()]
+        written, size = 0, 0
+        batch: list[list[Operation]] = []
+        for operations in merges:  # whole rows with their events, up to 100 operations a batch
+            if batch and size + len(operations) > MAX_BATCH:
+                written, batch, size = written + await self._merge(batch), [], 0
+            batch.append(operations)
+            size += len(operations)
+        if batch:
+            written += await self._merge(batch)
         for change in latest.values():
             if None in change.fields.values():
                 written += await self._replace(tenant_id, change)
         return written
 
-    async def _merge(self, tenant_id: str, batch: list[RemediationChange]) -> int:
-        """One transaction of merges; again without a row Table Storage says does not exist."""
-        table = await self._store.table(TICKETS)
-        entities = [_entity(tenant_id, change.ticket_id, change.fields) for change in batch]
-        while entities:
-            missing = await merge_existing(table, entities)
+    def _operations(self, tenant_id: str, change: RemediationChange) -> list[Operation]:
+        """A row's merge (`If-Match: *`: never makes one) first, then its events."""
+        row = _entity(tenant_id, change.ticket_id, change.fields)
+        events = remediation_events(tenant_id, change.ticket_id, change.fields, self._clock.now())
+        return [("update", row, {"mode": UpdateMode.MERGE}), *_upserts(events)]
+
+    async def _merge(self, batch: list[list[Operation]]) -> int:
+        """One transaction of rows' merges; again without a row Table Storage says does not exist."""
+        while batch:
+            operations = [op for row in batch for op in row]
+            missing = await submit(self._store, operations)
             if missing is None:
-                return len(entities)
-            del entities[missing]  # deleted meanwhile: never made again
+                return len(batch)
+            owner, end = 0, len(batch[0])
+            while end <= missing:  # the row whose operations hold the failing one
+                owner += 1
+                end += len(batch[owner])
+            del batch[owner]  # deleted meanwhile: never made again
         return 0
 
     async def _replace(self, tenant_id: str, change: RemediationChange) -> int:
@@ -113,18 +134,22 @@ class RemediationRowRepository:
                 else:
                     entity[name] = value
             etag = getattr(current, "metadata", {}).get("etag")
-            try:
-                with storage_errors(f"update {TICKETS}"):
-                    await table.update_entity(
-                        entity,
-                        mode=UpdateMode.REPLACE,
-                        etag=etag,
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-            except ResourceNotFoundError:
-                return 0
-            except ResourceModifiedError:
-                continue  # written by someone else since the read: read it again
+            conditional = {
+                "mode": UpdateMode.REPLACE,
+                "etag": etag,
+                "match_condition": MatchConditions.IfNotModified,
+            }
+            events = remediation_events(tenant_id, change.ticket_id, change.fields, self._clock.now())
+            with storage_errors(f"update {TICKETS}"):
+                try:
+                    await table.submit_transaction([("update", entity, conditional), *_upserts(events)])
+                except TableTransactionError as error:
+                    failed = failed_condition(error)
+                    if failed == "missing":
+                        return 0
+                    if failed != "changed":
+                        raise
+                    continue  # written by someone else since the read: read it again
             return 1
         raise PreconditionFailed(f"Ticket row {change.ticket_id} kept changing while it was written.")
 
@@ -139,6 +164,10 @@ def _entity(
         if value is not None or keep_none:
             entity[_COLUMN[name]] = _stored(value)
     return entity
+
+
+def _upserts(events: list[dict[str, Any]]) -> list[Operation]:
+    return [("upsert", event, {"mode": UpdateMode.MERGE}) for event in events]
 
 
 def _stored(value: object) -> object:

@@ -2,7 +2,9 @@
 
 Tickets live in one partition per tenant, keyed by ticket id. Ticket ids sort newest first (an
 inverted millisecond timestamp, then a random suffix), so a plain partition query already returns
-the newest tickets first and paging needs no sort of its own.
+the newest tickets first and paging needs no sort of its own. The partition also holds the
+tickets' timeline events (`event_rows.py`), whose keys sort after every ticket id: every query of
+ticket rows here bounds its RowKeys (`TICKET_ROWS`).
 
 Continuation tokens are Azure's own (next PartitionKey and RowKey), wrapped as opaque base64url
 JSON: the portal passes them back unchanged and never learns our keys' format.
@@ -16,9 +18,10 @@ JSON: the portal passes them back unchanged and never learns our keys' format.
         count_by_state(tenant_id)           counts by (type, state) and (type, flag), for the cards
         sync_index(tenant_id)               the few columns the sync compares, by ticket id
         apply_state_changes(tenant_id, changes)
-                                            merge new states in transactions of <= 100 rows
-        merge_states(tenant_id, changes)    one transaction of <= 100 merges, all or nothing
+                                            merge new states in transactions of <= 50 rows
+        merge_states(tenant_id, changes)    one transaction of <= 50 merges, all or nothing
         mark_deleted(tenant_id, ids, at)    flag tickets whose record is gone from ServiceNow
+        (the last three, with their events: `ticket_state_rows.py`)
         by_improvement_action(tenant_id)    the few columns an action listing shows, by action id
 """
 
@@ -32,12 +35,11 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableTransactionError, UpdateMode
 from pydantic.alias_generators import to_pascal
 
 from shared.errors import BadRequest
 from shared.models import TicketType
+from shared.observability import current_invocation_id
 from shared.records import (
     TICKET_ID,
     ActionTicket,
@@ -45,23 +47,31 @@ from shared.records import (
     Ticket,
     TicketStateChange,
     TicketSyncEntry,
+    with_created_event,
 )
 from shared.remediation_models import FLAG_FIELDS, RemediationFlag, TicketCounts
+from shared.stores.event_rows import TICKET_ROWS
 from shared.stores.tables import (
     TableStore,
     create_entity,
     from_entity,
     get_entity,
-    merge_existing,
     query,
     replace_entity,
     storage_errors,
     to_entity,
 )
+from shared.stores.ticket_state_rows import (
+    MAX_BATCH,
+    TICKETS,
+    apply_state_changes,
+    mark_deleted,
+    merge_states,
+    sync_index,
+)
 from shared.untrusted import decode_json
 
-TICKETS = "tickets"
-MAX_BATCH = 100  # Table Storage's limit of operations in one transaction
+__all__ = ["MAX_BATCH", "TICKETS", "TicketRepository"]
 
 
 class TicketRepository:
@@ -69,18 +79,22 @@ class TicketRepository:
         self._store = store
 
     async def add(self, ticket: Ticket) -> Ticket:
-        """Insert a new ticket row. PreconditionFailed if the ticket id already exists."""
+        """Insert a new ticket row, which is its own `created` event (the request that asked for
+        it). PreconditionFailed if the ticket id already exists."""
+        ticket = with_created_event(ticket, current_invocation_id())
         table = await self._store.table(TICKETS)
         etag = await create_entity(table, to_entity(ticket, ticket.tenant_id, ticket.ticket_id))
         return ticket.model_copy(update={"etag": etag})
 
     async def replace(self, ticket: Ticket) -> Ticket:
         """Write the whole row only if nobody changed it since it was read; PreconditionFailed otherwise."""
-        if ticket.etag is None:
+        read_etag = ticket.etag
+        if read_etag is None:
             raise ValueError("replace needs a ticket read from the table (with its ETag)")
+        ticket = with_created_event(ticket, None)
         table = await self._store.table(TICKETS)
         entity = to_entity(ticket, ticket.tenant_id, ticket.ticket_id)
-        etag = await replace_entity(table, entity, ticket.etag)
+        etag = await replace_entity(table, entity, read_etag)
         return ticket.model_copy(update={"etag": etag})
 
     async def get(self, tenant_id: str, ticket_id: str) -> Ticket | None:
@@ -137,7 +151,7 @@ class TicketRepository:
         flags: dict[tuple[str, RemediationFlag], int] = {}
         with storage_errors(f"list {TICKETS}"):
             async for entity in table.query_entities(
-                "PartitionKey eq @tenant",
+                f"PartitionKey eq @tenant and {TICKET_ROWS}",
                 parameters={"tenant": tenant_id},
                 select=["Type", "State", *_FLAG_COLUMNS.values()],
             ):
@@ -150,7 +164,7 @@ class TicketRepository:
         return TicketCounts(states=states, flags=flags)
 
     async def sync_index(self, tenant_id: str) -> dict[str, TicketSyncEntry]:
-        return await _sync_index(self._store, tenant_id)
+        return await sync_index(self._store, tenant_id)
 
     async def by_improvement_action(self, tenant_id: str) -> dict[str, list[ActionTicket]]:
         """The tenant's tickets made for an improvement action, by action id, newest first: one
@@ -159,7 +173,7 @@ class TicketRepository:
         found: dict[str, list[ActionTicket]] = {}
         with storage_errors(f"list {TICKETS}"):
             async for entity in table.query_entities(
-                "PartitionKey eq @tenant and ImprovementActionId gt @none",
+                f"PartitionKey eq @tenant and ImprovementActionId gt @none and {TICKET_ROWS}",
                 parameters={"tenant": tenant_id, "none": ""},
                 select=_ACTION_COLUMNS,
                 results_per_page=1000,
@@ -173,50 +187,32 @@ class TicketRepository:
                         instance_url=str(entity.get("InstanceUrl") or ""),
                         state=str(entity.get("State") or ""),
                         status=entity.get("Status") or "created",  # rows older than the column
+                        deleted=entity.get("DeletedInServicenowAt") is not None,
                     )
                 )
         return found
 
     async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
-        return await _mark_deleted(self._store, tenant_id, ticket_ids, at)
+        return await mark_deleted(self._store, tenant_id, ticket_ids, at)
 
     async def apply_state_changes(
         self, tenant_id: str, changes: Sequence[TicketStateChange]
     ) -> StateChangeResult:
-        """Merge new states into the tenant's ticket rows, up to 100 rows per transaction.
+        """Merge new states (and their events) into the tenant's ticket rows, up to 50 rows per
+        transaction.
 
-        Only `State`, `StateUpdatedAt` and `ServicenowUpdatedOn` are written (a merge, without an
-        ETag): the sync owns these columns and nothing else writes them after creation, and a
-        merge cannot undo a concurrent change to any other column. Applying the same change twice
-        is harmless. A transaction fails whole when one of its rows is missing; that batch is then
-        applied row by row and the missing ids are reported instead of failing the sync.
+        Only `State`, `StateUpdatedAt`, `ServicenowUpdatedOn` and `ServicenowModCount` are written
+        (a merge, without an ETag): the sync owns these columns and nothing else writes them after
+        creation but a push (`ticket_pushes.py`, ETag-conditional), and a merge cannot undo a
+        concurrent change to any other column. Applying the same change twice is harmless. A
+        transaction fails whole when one of its rows is missing; that batch is then applied row by
+        row and the missing ids are reported instead of failing the sync.
         """
-        table = await self._store.table(TICKETS)
-        latest = {change.ticket_id: change for change in changes}  # the last word on each ticket
-        entities = [_state_entity(tenant_id, change) for change in latest.values()]
-        applied, missing = 0, []
-        for start in range(0, len(entities), MAX_BATCH):
-            batch = entities[start : start + MAX_BATCH]
-            operations: list[Any] = [("update", entity, {"mode": UpdateMode.MERGE}) for entity in batch]
-            with storage_errors(f"update {TICKETS}"):
-                try:
-                    await table.submit_transaction(operations)
-                except TableTransactionError:
-                    pass  # a row is missing (or the batch failed otherwise): go row by row below
-                else:
-                    applied += len(batch)
-                    continue
-            for entity in batch:
-                try:
-                    with storage_errors(f"update {TICKETS}"):
-                        await table.update_entity(entity, mode=UpdateMode.MERGE)
-                    applied += 1
-                except ResourceNotFoundError:
-                    missing.append(str(entity["RowKey"]))
-        return StateChangeResult(applied=applied, missing=tuple(missing))
+        return await apply_state_changes(self._store, tenant_id, changes)
 
     async def merge_states(self, tenant_id: str, changes: Sequence[TicketStateChange]) -> str | None:
-        """Merge new states into up to 100 of the tenant's rows in one transaction, all or nothing.
+        """Merge new states into up to 50 of the tenant's rows, with their events, in one
+        transaction, all or nothing.
 
         Each merge carries `If-Match: *`: it updates the row if it exists and never makes one, so
         the rows are written without reading them first. When one of them does not exist the
@@ -224,21 +220,13 @@ class TicketRepository:
         failing operation); nothing was written then. None once all are written. Any other
         failure raises (`UpstreamUnavailable`).
         """
-        latest = {change.ticket_id: change for change in changes}  # one operation a row
-        if len(latest) > MAX_BATCH:
-            raise ValueError(f"a transaction holds at most {MAX_BATCH} operations")
-        if not latest:
-            return None
-        table = await self._store.table(TICKETS)
-        entities = [_state_entity(tenant_id, change) for change in latest.values()]
-        missing = await merge_existing(table, entities)
-        return None if missing is None else str(entities[missing]["RowKey"])
+        return await merge_states(self._store, tenant_id, changes)
 
 
 def _filter(
     tenant_id: str, type: TicketType | None, state: str | None, flag: RemediationFlag | None
 ) -> tuple[str, dict[str, Any]]:
-    clauses, parameters = ["PartitionKey eq @tenant"], {"tenant": tenant_id}
+    clauses, parameters = ["PartitionKey eq @tenant", TICKET_ROWS], {"tenant": tenant_id}
     if type is not None:
         clauses.append("Type eq @type")
         parameters["type"] = type
@@ -248,18 +236,6 @@ def _filter(
     if flag is not None:
         clauses.append(f"{_FLAG_COLUMNS[flag]} eq true")  # a column name from our table, never input
     return " and ".join(clauses), parameters
-
-
-def _state_entity(tenant_id: str, change: TicketStateChange) -> dict[str, Any]:
-    entity: dict[str, Any] = {
-        "PartitionKey": tenant_id,
-        "RowKey": change.ticket_id,
-        "State": change.state,
-        "StateUpdatedAt": change.state_updated_at,
-    }
-    if change.servicenow_updated_on is not None:
-        entity["ServicenowUpdatedOn"] = change.servicenow_updated_on
-    return entity
 
 
 def encode_continuation(token: dict[str, Any], tenant_id: str) -> str:
@@ -301,48 +277,6 @@ _ACTION_COLUMNS = [
     "InstanceUrl",
     "State",
     "Status",
+    "DeletedInServicenowAt",
 ]
 _FLAG_COLUMNS: dict[RemediationFlag, str] = {flag: to_pascal(name) for flag, name in FLAG_FIELDS.items()}
-_SYNC_COLUMNS = ["RowKey", "Type", "SysId", "State", "CreatedAt", "DeletedInServicenowAt"]
-
-
-async def _sync_index(store: TableStore, tenant_id: str) -> dict[str, TicketSyncEntry]:
-    """Every ticket of the tenant by id, reading only the columns the sync compares.
-
-    One partition query: a page per 1,000 rows is one storage transaction, whatever the row size.
-    """
-    table = await store.table(TICKETS)
-    index: dict[str, TicketSyncEntry] = {}
-    with storage_errors(f"list {TICKETS}"):
-        async for entity in table.query_entities(
-            "PartitionKey eq @tenant",
-            parameters={"tenant": tenant_id},
-            select=_SYNC_COLUMNS,
-            results_per_page=1000,
-        ):
-            created = entity.get("CreatedAt")
-            index[str(entity["RowKey"])] = TicketSyncEntry(
-                ticket_id=str(entity["RowKey"]),
-                type=str(entity.get("Type") or ""),
-                sys_id=str(entity.get("SysId") or ""),
-                state=str(entity.get("State") or ""),
-                created_at=created if isinstance(created, datetime) else None,
-                deleted=entity.get("DeletedInServicenowAt") is not None,
-            )
-    return index
-
-
-async def _mark_deleted(store: TableStore, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
-    """Flag tickets whose record is gone from ServiceNow, up to 100 rows per transaction (merge)."""
-    table = await store.table(TICKETS)
-    entities = [
-        {"PartitionKey": tenant_id, "RowKey": ticket_id, "DeletedInServicenowAt": at}
-        for ticket_id in ticket_ids
-    ]
-    for start in range(0, len(entities), MAX_BATCH):
-        operations: list[Any] = [
-            ("update", entity, {"mode": UpdateMode.MERGE}) for entity in entities[start : start + MAX_BATCH]
-        ]
-        with storage_errors(f"update {TICKETS}"):
-            await table.submit_transaction(operations)
-    return len(entities)

@@ -25,6 +25,7 @@ HTTP helpers that speak the API (connect through the consent page, status, remov
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
@@ -50,6 +52,7 @@ from shared.clock import Clock
 from shared.identity import PRINCIPAL_HEADER, Role, encode_principal
 from shared.services.provisioning import ProvisioningService
 from shared.settings import get_settings
+from shared.stores.connections import CONNECTIONS
 from tests.conftest import GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET
 
 pytestmark = pytest.mark.e2e
@@ -190,6 +193,7 @@ class Stack:
             secrets=self.container.secrets,
             oauth=self.container.servicenow_oauth,
             config=replace(current._config, **config),
+            push=current._push,
             **({"clock": clock} if clock is not None else {}),
         )
         self.container.override(provisioning=service)
@@ -262,8 +266,25 @@ async def stack(
         await host.stop()
         for simulator in simulators:
             await simulator.running.aclose()
+        await _retire_connections(tables)
         await browser.aclose()
         await tables.close()
         await container.aclose()
         set_container(None)
         get_settings.cache_clear()
+
+
+async def _retire_connections(tables: TableServiceClient) -> None:
+    """Delete the connected tenants a test leaves in the session's Azurite. Their simulators are
+    closed with the test, so every later timer run would queue a sync for each of them that fails
+    only after its connection retries, and the tenants of later tests would wait behind them."""
+    table = tables.get_table_client(CONNECTIONS)
+    try:
+        rows = [
+            e async for e in table.query_entities("Status eq 'connected'", select=["PartitionKey", "RowKey"])
+        ]
+    except ResourceNotFoundError:
+        return
+    for row in rows:
+        with contextlib.suppress(ResourceNotFoundError):
+            await table.delete_entity(row["PartitionKey"], row["RowKey"])

@@ -81,6 +81,7 @@ async def test_actions_show_their_tickets_and_scores_and_filter(
             "stateName": "New",
             "url": ticket["url"],
             "status": "created",
+            "deletedInServicenow": False,
         }
     ]
     assert all(item["tickets"] == [] for key, item in items.items() if key != "AdminMFAV2")

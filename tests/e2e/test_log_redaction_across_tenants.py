@@ -43,6 +43,7 @@ _VARYING = [
     (re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT"), "<http-date>"),
     (re.compile(r"Duration=\d+ms"), "Duration=<ms>"),
     (re.compile(r"datetime'[^']*'"), "datetime'<time>'"),
+    (re.compile(r"~[0-9]{13}~"), "~<inverted-ms>~"),  # the time in a timeline event's RowKey
 ]
 
 

@@ -10,6 +10,7 @@ Skipped when `/usr/bin/chromium` or the `playwright` package is missing (`make t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from shared.settings import get_settings
 from tests.e2e import api
 from tests.e2e.conftest import REPO_ROOT, Stack
 from tests.e2e.sync_api import update_record
-from tests.e2e.tickets_api import connected_tenant, create, ticket_body
+from tests.e2e.tickets_api import WRITER, connected_tenant, create, ticket_body
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
@@ -137,6 +138,8 @@ async def test_admin_connects_shares_tracks_and_removes(stack: Stack, page: Any)
     await page.get_by_label("In Progress (state 2)").fill("Being fixed")
     await page.get_by_role("button", name="Save state names").click()
     await expect(page.get_by_label("In Progress (state 2)")).to_have_value("Being fixed")
+    # The save renders the screen again: a click before that ends would land on the old screen.
+    await page.wait_for_load_state("networkidle")
 
     await page.get_by_role("button", name="Test connection").click()
     results = page.locator(".checks, [role=alert]")
@@ -243,6 +246,8 @@ async def test_remediation_flags_lead_from_the_home_card_to_the_ticket(stack: St
     )
     await expect(remediation).to_contain_text(f"ServiceNow incident {closed['number']} (Closed)")
     await shot(page, "ticket-remediation")
+    timeline = page.get_by_role("region", name="Timeline")  # oldest first: the create
+    await expect(timeline.get_by_role("listitem").first).to_contain_text(f"Created by {WRITER}")
 
     await page.goto(f"{stack.url}/api/portal#/ticket?id={device['id']}")
     device_view = page.get_by_role("region", name="Secure Score remediation")
@@ -268,3 +273,84 @@ async def test_remediation_flags_lead_from_the_home_card_to_the_ticket(stack: St
     await expect(page.get_by_text("Work notes is on.")).to_be_visible()
     status = (await api.status(stack, tenant))["secureScore"]
     assert (status["workNotes"], status["writeBack"]) == (True, True)  # each switch saves only itself
+
+
+async def test_an_admin_previews_saves_and_disables_a_rule(stack: Stack, page: Any) -> None:
+    stack.portal_url = f"{stack.url}/api/portal"
+    tenant = await connected_tenant(stack)
+    await sign_in(page, stack, tenant)
+    await expect(page.get_by_role("button", name="Sync now")).to_be_visible()  # the home screen is done
+    await page.get_by_role("link", name="Rules").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Rules")
+    await page.get_by_role("button", name="New rule").click()
+    await page.get_by_label("Rule id").fill("identity")
+    await page.get_by_label("Name").fill("Identity actions")
+    await page.get_by_label("Identity").check()
+    await page.get_by_label("Only these action ids").fill("AdminMFAV2, MFARegistrationV2")
+    await page.get_by_role("button", name="Preview").click()
+    preview = page.get_by_role("region", name=re.compile("Would create"))
+    await expect(preview).to_contain_text("AdminMFAV2")
+    await shot(page, "rules-preview")
+    assert (await stack.client.get("/api/tickets", headers=stack.as_admin(tenant))).json()["items"] == []
+
+    await page.get_by_label("At most this many tickets a day").fill("0")
+    await page.get_by_role("button", name="Save").click()
+    cap = page.get_by_label("At most this many tickets a day")
+    await expect(cap).to_have_attribute("aria-invalid", "true")
+    await cap.fill("10")
+    await page.get_by_role("button", name="Save").click()
+    table = page.get_by_role("table", name="Rules")
+    await expect(table).to_contain_text("Identity actions")
+    await expect(table).to_contain_text("Not run yet")
+    await shot(page, "rules")
+
+    saved = "/api/rules/identity"
+    async with page.expect_response(lambda r: r.url.endswith(saved) and r.request.method == "PUT"):
+        await table.get_by_label("Enabled: Identity actions").uncheck()
+    answer = await stack.client.get("/api/rules/identity", headers=stack.as_admin(tenant))
+    assert answer.json()["enabled"] is False
+    assert answer.json()["maxPerRun"] == 10
+
+
+async def test_an_admin_turns_on_push_and_sees_the_key_once(stack: Stack, page: Any) -> None:
+    stack.portal_url = f"{stack.url}/api/portal"
+    tenant = await connected_tenant(stack)
+    await sign_in(page, stack, tenant)
+    await expect(page.get_by_role("button", name="Sync now")).to_be_visible()  # the home screen is done
+    await page.goto(f"{stack.url}/api/portal#/setup")
+    push = card(page, "Push from ServiceNow")
+    await expect(push).to_contain_text("Off")
+    await push.get_by_role("button", name="Turn on push").click()
+    key = push.locator(".push-key")
+    await expect(key).to_be_visible()
+    await expect(push.get_by_label("Script for incident")).to_contain_text("X-Connector-Signature")
+    await expect(push.locator(".push-url")).to_contain_text("/api/servicenow/hooks/")
+    await expect(push.locator("dd").first).to_have_text("On")
+    shown_key = await key.text_content()
+    await shot(page, "servicenow-push")
+    await push.get_by_role("button", name="Show the Business Rules").click()
+    await expect(push.get_by_label("Script for change_request")).to_be_visible()
+    await expect(push.locator(".push-key")).to_have_count(0)  # the key is shown once
+    assert shown_key
+    assert shown_key not in (await push.inner_text())
+
+
+async def test_a_screen_left_while_loading_does_not_write_into_the_next(stack: Stack, page: Any) -> None:
+    stack.portal_url = f"{stack.url}/api/portal"
+    tenant = await connected_tenant(stack)
+    await sign_in(page, stack, tenant)
+    await expect(page.get_by_role("button", name="Sync now")).to_be_visible()
+    await page.get_by_role("link", name="Rules").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Rules")
+
+    async def slow(route: Any) -> None:
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route("**/api/tickets/summary", slow)
+    await page.get_by_role("link", name="Home").click()  # Home waits for its summary ...
+    await page.get_by_role("link", name="Rules").click()  # ... while the user moves on
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Rules")
+    await asyncio.sleep(2.5)  # the summary has come back to the Home screen by now
+    assert await page.get_by_text("Incident management").count() == 0
+    assert await page.get_by_role("heading", level=1).count() == 1

@@ -5,7 +5,9 @@
 Same contracts as the real adapters: every write hands out a new ETag, `claim`/`add` refuse an
 existing key, `replace`/`release` refuse a stale ETag (`PreconditionFailed`). `InMemoryTickets`
 is the whole `TicketStore`, the one fake of the `tickets` table (the sync's tests add only
-bookkeeping to it).
+bookkeeping to it), and of its timeline events (`TicketEvents`, `NoteEvents`, `PushedStates`):
+each write records its event as the real store does, by the same identity (a retried write is
+the same event), and `apply_pushed` decides with `push_applies`.
 `InMemoryServiceNowRecords` keeps the records it made and plays scripted outcomes for the next
 creates. None subclasses an adapter; `_conforms` has mypy check each against its port.
 """
@@ -30,6 +32,7 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.models import TICKET_CREATE_QUEUE, ImprovementAction, PendingCreate, TicketType
+from shared.observability import current_invocation_id
 from shared.ports import (
     IdempotencyClaims,
     ImprovementActions,
@@ -45,8 +48,11 @@ from shared.records import (
     Ticket,
     TicketStateChange,
     TicketSyncEntry,
+    with_created_event,
 )
 from shared.remediation_models import FLAG_FIELDS, RemediationFlag, TicketCounts
+from shared.timeline_models import NoteEvent, PushedState, RowFacts, StoredEvent, glide_instant, push_applies
+from shared.timeline_ports import NoteEvents, PushedStates, TicketEvents
 
 _etags = (f'W/"t{n}"' for n in itertools.count(1))
 _MATRIX = {(i, u): min(5, i + u - 1) for i in (1, 2, 3) for u in (1, 2, 3)}  # ServiceNow's default
@@ -55,9 +61,11 @@ _MATRIX = {(i, u): min(5, i + u - 1) for i in (1, 2, 3) for u in (1, 2, 3)}  # S
 class InMemoryTickets:
     """Rows by (tenant id, ticket id)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
         self.rows: dict[tuple[str, str], Ticket] = {}
         self.action_reads = 0  # calls of by_improvement_action
+        self.event_rows: dict[tuple[str, str, str], StoredEvent] = {}  # (tenant, ticket, identity)
+        self.clock = clock
 
     def put(self, ticket: Ticket) -> Ticket:
         """Store `ticket` unconditionally with a new ETag, as a test sets up a row directly."""
@@ -68,13 +76,13 @@ class InMemoryTickets:
     async def add(self, ticket: Ticket) -> Ticket:
         if (ticket.tenant_id, ticket.ticket_id) in self.rows:
             raise PreconditionFailed()
-        return self.put(ticket)
+        return self.put(with_created_event(ticket, current_invocation_id()))
 
     async def replace(self, ticket: Ticket) -> Ticket:
         current = self.rows.get((ticket.tenant_id, ticket.ticket_id))
         if current is None or current.etag != ticket.etag:
             raise PreconditionFailed()
-        return self.put(ticket)
+        return self.put(with_created_event(ticket, None))
 
     async def get(self, tenant_id: str, ticket_id: str) -> Ticket | None:
         return self.rows.get((tenant_id, ticket_id))
@@ -136,32 +144,23 @@ class InMemoryTickets:
         missing = [ticket_id for ticket_id in latest if (tenant_id, ticket_id) not in self.rows]
         for ticket_id, change in latest.items():
             if ticket_id not in missing:
-                update = {
-                    "state": change.state,
-                    "state_updated_at": change.state_updated_at,
-                    "servicenow_updated_on": change.servicenow_updated_on,
-                }
-                self._merge(tenant_id, ticket_id, update)
+                self._merge_state(tenant_id, change)
         return StateChangeResult(applied=len(latest) - len(missing), missing=tuple(missing))
 
     async def merge_states(self, tenant_id: str, changes: Sequence[TicketStateChange]) -> str | None:
         latest = {change.ticket_id: change for change in changes}
-        assert len(latest) <= 100, "a transaction holds at most 100 operations"
+        assert len(latest) <= 50, "a transaction holds at most 100 operations: 50 rows with their events"
         missing = [ticket_id for ticket_id in latest if (tenant_id, ticket_id) not in self.rows]
         if missing:
             return missing[0]  # the transaction fails whole: nothing written
-        for ticket_id, change in latest.items():
-            update = {
-                "state": change.state,
-                "state_updated_at": change.state_updated_at,
-                "servicenow_updated_on": change.servicenow_updated_on,
-            }
-            self._merge(tenant_id, ticket_id, update)
+        for change in latest.values():
+            self._merge_state(tenant_id, change)
         return None
 
     async def mark_deleted(self, tenant_id: str, ticket_ids: Sequence[str], at: datetime) -> int:
         for ticket_id in ticket_ids:
             self._merge(tenant_id, ticket_id, {"deleted_in_servicenow_at": at})
+            self._event(tenant_id, "d", StoredEvent(ticket_id, "deleted", at))
         return len(ticket_ids)
 
     async def by_improvement_action(self, tenant_id: str) -> dict[str, list[ActionTicket]]:
@@ -170,13 +169,105 @@ class InMemoryTickets:
         for (tenant, ticket_id), t in sorted(self.rows.items()):
             if tenant == tenant_id and t.improvement_action_id:
                 found.setdefault(t.improvement_action_id, []).append(
-                    ActionTicket(ticket_id, t.type, t.number, t.sys_id, t.instance_url, t.state, t.status)
+                    ActionTicket(
+                        ticket_id,
+                        t.type,
+                        t.number,
+                        t.sys_id,
+                        t.instance_url,
+                        t.state,
+                        t.status,
+                        deleted=t.deleted_in_servicenow_at is not None,
+                    )
                 )
         return found
 
     def _merge(self, tenant_id: str, ticket_id: str, update: dict[str, Any]) -> None:
         key = (tenant_id, ticket_id)
         self.rows[key] = self.rows[key].model_copy(update={**update, "etag": next(_etags)})
+
+    # --- the timeline (`shared.timeline_ports`) ---
+
+    async def events(self, tenant_id: str, ticket_id: str, *, limit: int) -> tuple[list[StoredEvent], bool]:
+        mine = [
+            e
+            for (tenant, ticket, _), e in self.event_rows.items()
+            if (tenant, ticket) == (tenant_id, ticket_id)
+        ]
+        mine.sort(key=lambda e: e.at, reverse=True)
+        return mine[:limit], len(mine) > limit
+
+    async def record_note(self, tenant_id: str, ticket_id: str, note: NoteEvent) -> None:
+        event = StoredEvent(ticket_id, "note", note.at, note_kind=note.kind, author=note.author)
+        self._event(tenant_id, f"n{note.key}", event)
+
+    async def apply_pushed(self, tenant_id: str, changes: Sequence[PushedState]) -> int:
+        newest: dict[str, PushedState] = {}
+        for change in changes:
+            if change.ticket_id not in newest or change.mod_count > newest[change.ticket_id].mod_count:
+                newest[change.ticket_id] = change
+        written = 0
+        for change in newest.values():
+            row = self.rows.get((tenant_id, change.ticket_id))
+            facts = (
+                None if row is None else RowFacts(row.status, row.type, row.sys_id, row.servicenow_mod_count)
+            )
+            if not push_applies(facts, change):
+                continue
+            now = self.clock.now() if self.clock is not None else datetime.now(UTC)
+            at = glide_instant(change.updated) or now
+            update = {"state": change.state, "state_updated_at": at, "servicenow_updated_on": change.updated}
+            self._merge(tenant_id, change.ticket_id, {**update, "servicenow_mod_count": change.mod_count})
+            self._state_event(
+                tenant_id, change.ticket_id, change.state, at, change.updated, change.mod_count, push=now
+            )
+            written += 1
+        return written
+
+    def _merge_state(self, tenant_id: str, change: TicketStateChange) -> None:
+        update = {
+            "state": change.state,
+            "state_updated_at": change.state_updated_at,
+            "servicenow_updated_on": change.servicenow_updated_on,
+        }
+        if change.mod_count is not None:
+            update["servicenow_mod_count"] = change.mod_count
+        self._merge(tenant_id, change.ticket_id, update)
+        if change.servicenow_updated_on:
+            seen = change.seen_at or datetime.now(UTC)
+            updated, count = change.servicenow_updated_on, change.mod_count
+            self._state_event(
+                tenant_id, change.ticket_id, change.state, change.state_updated_at, updated, count, poll=seen
+            )
+
+    def _state_event(
+        self,
+        tenant_id: str,
+        ticket_id: str,
+        state: str,
+        at: datetime,
+        updated: str,
+        mod_count: int | None,
+        *,
+        poll: datetime | None = None,
+        push: datetime | None = None,
+    ) -> None:
+        identity = f"s{updated}~{mod_count}"
+        held = self.event_rows.get((tenant_id, ticket_id, identity))
+        event = StoredEvent(
+            ticket_id,
+            "state",
+            at,
+            state=state,
+            servicenow_updated_on=updated,
+            mod_count=mod_count,
+            seen_by_poll_at=poll or (held.seen_by_poll_at if held else None),
+            seen_by_push_at=push or (held.seen_by_push_at if held else None),
+        )
+        self._event(tenant_id, identity, event)
+
+    def _event(self, tenant_id: str, identity: str, event: StoredEvent) -> None:
+        self.event_rows[(tenant_id, event.ticket_id, identity)] = event
 
 
 class InMemoryClaims:
@@ -283,7 +374,9 @@ class InMemoryQueue:
         return PendingCreate.model_validate_json(sent.body), sent.visible_at
 
 
-Outcome = Literal["ok", "lost", "late", "timeout", "hang", "unavailable", "rejected", "rate_limited"]
+Outcome = Literal[
+    "ok", "lost", "late", "timeout", "hang", "made_then_hang", "unavailable", "rejected", "rate_limited"
+]
 LookupOutcome = Literal["ok", "rejected", "unavailable"]
 
 
@@ -297,6 +390,7 @@ class InMemoryServiceNowRecords:
       only after the next lookup (which therefore finds nothing) — a transaction that commits late;
     - "timeout": ambiguous UpstreamUnavailable, and nothing is ever made;
     - "hang": the POST never returns (until cancelled), and nothing is made;
+    - "made_then_hang": the record is made, and the POST never returns (until cancelled);
     - "unavailable": nothing is made, and certainly not (a connect error: not ambiguous, retry_after 1);
     - "rate_limited": a 429, nothing is made (not ambiguous, `rate_limit_retry_after`, hinted);
     - "rejected": ServiceNow refuses the record (UpstreamRejected).
@@ -345,6 +439,9 @@ class InMemoryServiceNowRecords:
         if outcome == "rate_limited":
             raise UpstreamUnavailable("rate limited", retry_after=self.rate_limit_retry_after, hinted=True)
         if outcome == "hang":
+            await asyncio.Event().wait()
+        if outcome == "made_then_hang":
+            self._insert(table, fields)
             await asyncio.Event().wait()
         if outcome == "timeout":
             raise UpstreamUnavailable("ServiceNow did not answer (create).", retry_after=1, ambiguous=True)
@@ -485,6 +582,9 @@ def _conforms(
 ) -> None:
     # mypy checks here that the fakes implement the ports.
     _tickets: TicketStore = tickets
+    _events: TicketEvents = tickets
+    _notes: NoteEvents = tickets
+    _pushed: PushedStates = tickets
     _queue: MessageQueue = queue
     _claims: IdempotencyClaims = claims
     _servicenow: ServiceNowRecords = servicenow

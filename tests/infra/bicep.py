@@ -77,6 +77,8 @@ class BicepFile:
     path: Path
     text: str
     params: dict[str, Any] = field(default_factory=dict)  # name -> default (None when none)
+    # param name -> decorator name -> its argument source text (`@minValue(40)` -> {"minValue": "40"})
+    param_decorators: dict[str, dict[str, str]] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, Resource] = field(default_factory=dict)
     modules: dict[str, Module] = field(default_factory=dict)
@@ -276,6 +278,7 @@ def parse(path: Path) -> BicepFile:
     text = path.read_text(encoding="utf-8")
     reader = _Reader(text, path)
     result = BicepFile(path=path, text=text)
+    decorators: dict[str, str] = {}
     while True:
         reader.skip_space()
         if reader.pos >= len(text):
@@ -288,10 +291,17 @@ def parse(path: Path) -> BicepFile:
             if not m:
                 raise reader.error("bad decorator")
             reader.pos = m.end()
+            argument = ""
             if text.startswith("(", reader.pos):
                 reader.pos += 1
+                argument_start = reader.pos
                 reader._balanced(")")
+                argument = text[argument_start : reader.pos - 1].strip()
+            decorators[m.group(0)] = argument
             continue
+        if m := _PARAM_HEAD.match(text, start):
+            result.param_decorators[m.group("name")] = decorators
+        decorators = {}
         if m := _RESOURCE_HEAD.match(text, start):
             reader.pos = m.end() - 1
             body = reader.obj()

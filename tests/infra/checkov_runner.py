@@ -14,7 +14,9 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA_DIR = REPO_ROOT / "infra"
 # Custom policies shipped in infra/checkov/; their results must show up, proving they were loaded.
-CUSTOM_CHECK_IDS = frozenset({"CKV2_CONNECTOR_1", "CKV2_CONNECTOR_2", "CKV2_CONNECTOR_3"})
+CUSTOM_CHECK_IDS = frozenset(
+    {"CKV2_CONNECTOR_1", "CKV2_CONNECTOR_2", "CKV2_CONNECTOR_3", "CKV2_CONNECTOR_4", "CKV2_CONNECTOR_5"}
+)
 # An unroutable proxy: if checkov ever tries the network despite the flags, it fails fast
 # instead of hanging or depending on what the network answers.
 _DEAD_PROXY = "http://127.0.0.1:9"

@@ -109,6 +109,21 @@ def wiring_violations(infra: Infra) -> list[str]:
     expect_expr("DataStorage__tableServiceUri", "storageTableEndpoint")
     expect_expr("DataStorage__queueServiceUri", "storageQueueEndpoint")
     expect_expr("KEY_VAULT_URL", "keyVaultUri")
+    # Telemetry is switched on only when the connection string is set; the fleet view only with a
+    # tenant id (empty: off).
+    expect_expr("APPLICATIONINSIGHTS_CONNECTION_STRING", "applicationInsightsConnectionString")
+    expect_expr("OPERATOR_TENANT_ID", "operatorTenantId")
+    if settings.get("PYTHON_ENABLE_OPENTELEMETRY") != "true":
+        violations.append(
+            "PYTHON_ENABLE_OPENTELEMETRY must be 'true' (host.json telemetryMode OpenTelemetry)"
+        )
+    violations += _main_passes(
+        infra,
+        {
+            "applicationInsightsConnectionString": "monitoring.outputs.connectionString",
+            "operatorTenantId": "operatorTenantId",
+        },
+    )
     if settings.get("OAUTH_REDIRECT_URI") != "https://${site.properties.defaultHostName}/api/oauth/callback":
         violations.append(f"OAUTH_REDIRECT_URI is {settings.get('OAUTH_REDIRECT_URI')!r}")
     secret = settings.get("GRAPH_CLIENT_SECRET")
@@ -123,3 +138,14 @@ def wiring_violations(infra: Infra) -> list[str]:
         if not (isinstance(ref, Expr) and ref.text == "identityId"):
             violations.append("the site's keyVaultReferenceIdentity must be the user-assigned identity")
     return violations
+
+
+def _main_passes(infra: Infra, expected: dict[str, str]) -> list[str]:
+    """What main.bicep hands the function app module for the given parameters."""
+    module = infra.files["main.bicep"].modules.get("functionApp")
+    params = module.body.get("params", {}) if module else {}
+    return [
+        f"main.bicep passes {name} as {params.get(name)!r}, expected {text}"
+        for name, text in expected.items()
+        if not (isinstance(params.get(name), Expr) and params[name].text == text)
+    ]

@@ -120,7 +120,6 @@ def test_policy_fails_when_anonymous_requests_are_allowed(mutate: Mutate) -> Non
         ),
         ("app/function.bicep", "httpsOnly: true", "httpsOnly: false", site_is_hardened),
         ("app/function.bicep", "minTlsVersion: '1.2'", "minTlsVersion: '1.0'", site_is_hardened),
-        ("app/function.bicep", "ftpsState: 'Disabled'", "ftpsState: 'AllAllowed'", site_is_hardened),
         (
             "app/function.bicep",
             "name: 'ftp'\n  properties: {\n    allow: false",
@@ -182,3 +181,20 @@ def test_wiring_fails_when_the_graph_secret_is_inlined(mutate: Mutate) -> None:
         "GRAPH_CLIENT_SECRET: 'hunter2'",
     )
     assert any("GRAPH_CLIENT_SECRET" in v for v in wiring_violations(Infra.load(broken)))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("    OPERATOR_TENANT_ID: operatorTenantId\n", ""),
+        ("    APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString\n", ""),
+    ],
+)
+def test_wiring_fails_when_a_feature_setting_is_dropped(mutate: Mutate, old: str, new: str) -> None:
+    name = old.split(":")[0].strip()
+    assert any(name in v for v in wiring_violations(Infra.load(mutate("app/function.bicep", old, new))))
+
+
+def test_wiring_fails_when_main_does_not_pass_the_operator_tenant(mutate: Mutate) -> None:
+    broken = mutate("main.bicep", "    operatorTenantId: operatorTenantId\n", "")
+    assert any("operatorTenantId" in v for v in wiring_violations(Infra.load(broken)))

@@ -23,6 +23,7 @@ from localdev.local_settings import REPO_ROOT
         ),
         ("bench.sync", ["--tenants", "2", "--tickets", "20"], "ServiceNow requests per tenant"),
         ("bench.secure_score", ["--tenants", "2", "--tickets", "40"], "Graph requests per tenant per day"),
+        ("bench.rules", ["--tenants", "1", "--no-bounds"], "requests per tenant per evaluation"),
         ("bench.fanout", ["--tenants", "50", "--fail", "0.1", "--lost", "0.05"], "duplicates (expected"),
         ("bench.redaction", ["--many", "1000", "--records", "300"], "ratio:"),
         ("bench.cold_start", ["--samples", "1", "--warm", "3"], "cold/warm:"),

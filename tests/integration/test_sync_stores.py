@@ -127,7 +127,7 @@ def _ticket(tenant_id: str, n: int, ticket_type: str) -> Ticket:
     )
 
 
-async def test_state_changes_go_in_transactions_of_at_most_100_and_deletions_are_flagged(
+async def test_state_changes_go_in_transactions_of_at_most_50_and_deletions_are_flagged(
     tickets: tuple[TicketRepository, CountRequests],
 ) -> None:
     repository, counter = tickets
@@ -140,7 +140,7 @@ async def test_state_changes_go_in_transactions_of_at_most_100_and_deletions_are
 
     counter.count = 0
     index = await repository.sync_index(tenant)
-    assert counter.count == 1  # 250 rows, a few columns each: one page, one transaction
+    assert counter.count == 1  # 250 rows (and their created events, not read): one page, one transaction
     assert set(index) == {row.ticket_id for row in rows}
     assert index[rows[1].ticket_id].type == "incident"
     assert index[rows[1].ticket_id].sys_id == rows[1].sys_id
@@ -151,7 +151,7 @@ async def test_state_changes_go_in_transactions_of_at_most_100_and_deletions_are
     counter.count = 0
     result = await repository.apply_state_changes(tenant, changes)
     assert result.applied == 250
-    assert counter.count == 3  # ceil(250 / 100) transactions, one partition
+    assert counter.count == 5  # ceil(250 / 50) transactions (each row with its event), one partition
 
     counter.count = 0
     await repository.mark_deleted(tenant, [rows[0].ticket_id, rows[1].ticket_id], changed_at)
@@ -205,9 +205,9 @@ async def test_a_state_transaction_merges_into_rows_that_exist_all_or_nothing(
     assert await repository.get(tenant, ghost) is None  # and nothing made
     assert await repository.merge_states(str(uuid.uuid4()), later[:1]) == rows[0].ticket_id  # not theirs
 
-    with pytest.raises(ValueError, match="at most 100"):
+    with pytest.raises(ValueError, match="at most 50"):
         await repository.merge_states(
-            tenant, [TicketStateChange(new_ticket_id(), "1", at) for _ in range(101)]
+            tenant, [TicketStateChange(new_ticket_id(), "1", at) for _ in range(51)]
         )
 
 

@@ -23,16 +23,25 @@ FORBIDDEN_IMPORTS = {
         "shared.graph",
         "shared.graph_tokens",
         "shared.bootstrap",
+        "shared.monitoring",
         "azure",
         "httpx",
         "msal",
     ),
     "shared/servicenow": ("shared.stores", "shared.services", "shared.graph", "shared.bootstrap"),
     "shared/stores": ("shared.services", "shared.servicenow", "shared.graph", "shared.bootstrap"),
+    "shared/monitoring": (
+        "shared.stores",
+        "shared.services",
+        "shared.servicenow",
+        "shared.graph",
+        "shared.bootstrap",
+    ),
 }
 # the core: modules directly in shared/ other than the adapters and the composition root
 CORE_FORBIDDEN = (
     "shared.stores",
+    "shared.monitoring",
     "shared.servicenow",
     "shared.services",
     "shared.graph",

@@ -6,7 +6,14 @@ import pytest
 
 from shared import identity
 from shared.errors import Forbidden, Unauthenticated
-from shared.identity import SECURITY_ADMINISTRATOR_TEMPLATE_ID, Role, caller_from_headers, encode_principal
+from shared.identity import (
+    SECURITY_ADMINISTRATOR_TEMPLATE_ID,
+    TENANT_ROLES,
+    Caller,
+    Role,
+    caller_from_headers,
+    encode_principal,
+)
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 USER = "00000000-0000-0000-0000-0000000000aa"
@@ -41,7 +48,7 @@ def test_short_claim_names_tid_and_oid_are_accepted() -> None:
 
 def test_role_hierarchy() -> None:
     admin = caller_from_headers(headers(encode_principal(TENANT, USER, ["Connector.Admin"])), trusted=True)
-    for role in Role:
+    for role in TENANT_ROLES:
         admin.require(role)
     reader = caller_from_headers(headers(encode_principal(TENANT, USER, ["Tickets.Read"])), trusted=True)
     reader.require(Role.READ)
@@ -98,3 +105,74 @@ def test_untrusted_header_is_ignored_and_the_reason_logged_once(
                 caller_from_headers(good, trusted=False)
     warnings = [r for r in caplog.records if "WEBSITE_AUTH_ENABLED" in r.getMessage()]
     assert len(warnings) == 1
+
+
+# --- Connector.Operator: honoured only for a user of the operator's own tenant -----------------
+
+OPERATOR_TENANT = "0f0f0f0f-1111-4222-8333-444444444444"
+
+
+def operator_caller(tenant: str, roles: list[str], *, configured: str | None = OPERATOR_TENANT) -> Caller:
+    return caller_from_headers(
+        headers(encode_principal(tenant, USER, roles)), trusted=True, operator_tenant=lambda: configured
+    )
+
+
+def test_the_operator_role_counts_for_a_user_of_the_operator_tenant() -> None:
+    operator = operator_caller(OPERATOR_TENANT, ["Connector.Operator"])
+    assert operator.roles == frozenset({Role.OPERATOR})
+    operator.require(Role.OPERATOR)
+
+
+@pytest.mark.parametrize("configured", [OPERATOR_TENANT, None])
+def test_the_operator_role_of_another_tenant_is_dropped_while_the_principal_is_read(
+    configured: str | None,
+) -> None:
+    other = operator_caller(TENANT, ["Connector.Operator", "Tickets.Read"], configured=configured)
+    assert other.roles == frozenset({Role.READ})
+    with pytest.raises(Forbidden):
+        other.require(Role.OPERATOR)
+
+
+def test_nobody_holds_the_operator_role_while_no_operator_tenant_is_configured() -> None:
+    with pytest.raises(Forbidden):
+        operator_caller(OPERATOR_TENANT, ["Connector.Operator"], configured=None).require(Role.OPERATOR)
+
+
+@pytest.mark.parametrize("tenant", [TENANT, OPERATOR_TENANT])
+def test_a_connector_admin_is_no_operator(tenant: str) -> None:
+    admin = operator_caller(tenant, ["Connector.Admin"])
+    with pytest.raises(Forbidden):
+        admin.require(Role.OPERATOR)
+    security_admin = caller_from_headers(
+        headers(encode_principal(tenant, USER, [], wids=[SECURITY_ADMINISTRATOR_TEMPLATE_ID])),
+        trusted=True,
+        operator_tenant=lambda: OPERATOR_TENANT,
+    )
+    with pytest.raises(Forbidden):
+        security_admin.require(Role.OPERATOR)
+
+
+def test_the_operator_role_grants_nothing_else() -> None:
+    operator = operator_caller(OPERATOR_TENANT, ["Connector.Operator"])
+    for role in TENANT_ROLES:
+        with pytest.raises(Forbidden):
+            operator.require(role)
+
+
+def test_the_operator_tenant_is_asked_only_of_a_principal_claiming_the_role() -> None:
+    def unreadable() -> str | None:
+        raise AssertionError("the operator tenant was read for a tenant user")
+
+    caller = caller_from_headers(
+        headers(encode_principal(TENANT, USER, ["Connector.Admin"])), trusted=True, operator_tenant=unreadable
+    )
+    assert caller.roles == frozenset({Role.ADMIN})
+
+
+def test_the_configured_operator_tenant_comes_from_the_settings(app_env: pytest.MonkeyPatch) -> None:
+    app_env.setenv("OPERATOR_TENANT_ID", OPERATOR_TENANT.upper())
+    good = headers(encode_principal(OPERATOR_TENANT, USER, ["Connector.Operator"]))
+    assert caller_from_headers(good, trusted=True).roles == frozenset({Role.OPERATOR})
+    other = headers(encode_principal(TENANT, USER, ["Connector.Operator"]))
+    assert caller_from_headers(other, trusted=True).roles == frozenset()

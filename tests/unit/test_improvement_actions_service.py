@@ -131,6 +131,7 @@ async def test_each_action_shows_its_scores_link_and_the_tickets_made_for_it() -
             "stateName": "New",
             "url": f"{INSTANCE}/nav_to.do?uri=change_request.do%3Fsys_id%3D{'a' * 32}",
             "status": "created",
+            "deletedInServicenow": False,
         },
         {
             "id": older.ticket_id,
@@ -140,6 +141,7 @@ async def test_each_action_shows_its_scores_link_and_the_tickets_made_for_it() -
             "stateName": "Open",  # the tenant's own name for the state
             "url": f"{INSTANCE}/nav_to.do?uri=incident.do%3Fsys_id%3D{'a' * 32}",
             "status": "created",
+            "deletedInServicenow": False,
         },
     ]
     assert items["DLPEnabled"]["tickets"] == []
@@ -166,6 +168,7 @@ async def test_tickets_without_a_record_show_without_a_link_and_without_a_connec
         "stateName": "",
         "url": "",
         "status": "creating",
+        "deletedInServicenow": False,
     }
     assert (second["status"], second["url"]) == ("failed", "")
 

@@ -134,7 +134,7 @@ def test_error_answers_list_their_codes_with_the_error_shape(name: str) -> None:
         assert answer["headers"]["X-Request-Id"] == {"$ref": "#/components/headers/X-Request-Id"}
         for example in answer["content"]["application/json"]["examples"].values():
             assert set(example["value"]["error"]) <= {"code", "message", "requestId", "fields"}
-    retry = {"upstream_unavailable", "idempotency_key_in_progress"}
+    retry = {"upstream_unavailable", "idempotency_key_in_progress", "rate_limited"}
     for status, codes in expected.items():
         assert ("Retry-After" in operation["responses"][status]["headers"]) == bool(codes & retry)
 

@@ -1,5 +1,5 @@
-"""The sync's writes without reads: ticket rows found by the record's correlation id and merged 100
-to a transaction, the lease taken with the row the timer's message carries, the status written
+"""The sync's writes without reads: ticket rows found by the record's correlation id and merged 50
+to a transaction (each with its timeline event: 100 operations), the lease taken with the row the timer's message carries, the status written
 with the lease write's ETag; and what happens when any of that meets a row it did not expect."""
 
 from __future__ import annotations
@@ -54,15 +54,16 @@ async def test_a_normal_run_writes_its_changes_without_reading_a_row(world: Sync
     assert [t.changed for t in outcome.tables] == [60, 40]
     assert all(world.tickets.state(TENANT, t) == "2" for t in incidents)
     assert all(world.tickets.state(TENANT, t) == "-1" for t in changes)
-    # Both tables' changes in one transaction; the connection row: the lease and the finish.
-    assert world.tickets.requests == ["merge"]
+    # Both tables' changes in two transactions of 50 rows and their events; the connection row: the
+    # lease and the finish.
+    assert world.tickets.requests == ["merge", "merge"]
     assert world.connections.requests == ["write", "write"]
     assert world.tickets.index_reads == 0
     row = world.row()
     assert (row.watermarks["incident"], row.last_sync_at, row.sync_lease_until) == (LATER, NOW, None)
 
 
-async def test_changes_go_in_transactions_of_at_most_100_and_the_newest_version_wins(
+async def test_changes_go_in_transactions_of_at_most_50_and_the_newest_version_wins(
     world: SyncWorld,
 ) -> None:
     tickets = [
@@ -80,8 +81,8 @@ async def test_changes_go_in_transactions_of_at_most_100_and_the_newest_version_
 
     outcome = await timer_run(world, page_size=100, max_page_size=100)
 
-    assert world.tickets.requests == ["merge", "merge", "merge"]
-    assert [len(batch) for batch in world.tickets.writes] == [100, 100, 51]
+    assert world.tickets.requests == ["merge"] * 6
+    assert [len(batch) for batch in world.tickets.writes] == [50, 50, 50, 50, 50, 1]
     assert world.tickets.state(TENANT, first) == "6"
     assert all(world.tickets.state(TENANT, t) == "2" for t in tickets[1:])
     assert outcome.changed == 251  # the first ticket twice: its first version, then its newest

@@ -96,7 +96,12 @@ class World:
             claims=self.claims,
             policy=TicketingPolicy(),
             clock=self.clock,
+            events=self.tickets,
         )
+
+    async def note_events(self) -> list[tuple[str | None, str | None]]:
+        events, _ = await self.tickets.events(TENANT, self.ticket_id, limit=500)
+        return [(event.note_kind, event.author) for event in events if event.kind == "note"]
 
 
 @pytest.fixture
@@ -212,6 +217,22 @@ async def test_a_repeated_key_answers_the_same_note_and_sends_nothing(world: Wor
     assert again == first
     assert first.author == CALLER.name
     assert world.notes.attempts == 1
+
+
+async def test_a_sent_note_is_on_the_timeline_once(world: World) -> None:
+    await world.service.add(CALLER, world.ticket_id, NOTE, "k1")
+    await world.service.add(CALLER, world.ticket_id, NOTE, "k1")
+    assert await world.note_events() == [("work_note", CALLER.name)]
+
+
+async def test_a_note_found_after_an_ambiguous_failure_is_on_the_timeline(world: World) -> None:
+    world.notes.outcomes = ["lost"]
+    with pytest.raises(UpstreamUnavailable):
+        await world.service.add(CALLER, world.ticket_id, NOTE, "k1")
+    assert await world.note_events() == []  # not known to be sent yet
+    world.clock.advance(seconds=76)
+    await world.service.add(CALLER, world.ticket_id, NOTE, "k1")
+    assert await world.note_events() == [("work_note", CALLER.name)]
 
 
 async def test_a_key_with_another_body_is_422(world: World) -> None:

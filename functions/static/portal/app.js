@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { renderActions } from "./actions.js";
 import { renderHome } from "./home.js";
+import { renderRules } from "./rules.js";
 import { renderSetup } from "./setup.js";
 import { renderAccount, signedIn } from "./signin.js";
 import { renderCreate, renderTicket, renderTickets } from "./tickets.js";
@@ -12,6 +13,7 @@ const SCREENS = {
   "": renderHome,
   setup: renderSetup,
   actions: renderActions,
+  rules: renderRules,
   tickets: renderTickets,
   ticket: renderTicket,
   create: renderCreate,
@@ -32,20 +34,23 @@ function takeOutcome() {
 
 const context = { outcome: takeOutcome(), refresh: () => show() };
 
+// Each screen renders into a view of its own: one still loading when the user moves on keeps
+// writing into its view, which is no longer on the page, instead of into the next screen.
 async function show() {
   const name = location.hash.replace(/^#\/?/, "").split("?")[0];
   const screen = SCREENS[name] || renderHome;
-  main.replaceChildren();
+  const view = h("div", { class: "view" });
+  main.replaceChildren(view);
   if (localSignIn && !signedIn()) {
-    main.append(h("h1", { text: "Sign in" }), h("p", { text: "Use “Sign in as” at the top to choose a tenant, user and role." }));
+    view.append(h("h1", { text: "Sign in" }), h("p", { text: "Use “Sign in as” at the top to choose a tenant, user and role." }));
     return;
   }
   try {
-    await screen(main, context);
+    await screen(view, context);
   } catch (error) {
-    main.append(errorBox(error));
+    view.append(errorBox(error));
   }
-  document.title = `${main.querySelector("h1")?.textContent || "Home"}: Security portal`;
+  if (view.isConnected) document.title = `${view.querySelector("h1")?.textContent || "Home"}: Security portal`;
 }
 
 async function start() {

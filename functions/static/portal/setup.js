@@ -1,5 +1,5 @@
 // ServiceNow configuration: connect (save, then authorize in ServiceNow), status, test, state
-// names, the Secure Score switches (write-back, work notes), remove.
+// names, the Secure Score switches (write-back, work notes), push from ServiceNow, remove.
 
 import { api } from "./api.js";
 import { attention } from "./home.js";
@@ -39,7 +39,7 @@ export async function renderSetup(main, context) {
   if (banner) main.append(banner);
   main.append(statusSection(status), connectionForm(status));
   if (status.status === "not_configured") return;
-  main.append(testSection(), stateNamesSection(status, context), secureScoreSection(status), removeSection());
+  main.append(testSection(), stateNamesSection(status, context), secureScoreSection(status), pushSection(status), removeSection());
 }
 
 function outcomeMessage({ result, reason }) {
@@ -240,6 +240,66 @@ function secureScoreSwitch(secureScore, box, { key, id, label, name, hint }) {
     h("div", { class: "switch" }, toggle, h("label", { for: id, text: label })),
     h("p", { class: "hint", id: `${id}-hint`, text: hint }),
   ];
+}
+
+// Push from ServiceNow (docs/push.md): off until the first rotate; the key is shown once, here.
+function pushSection(status) {
+  const push = status.push || {};
+  const box = h("div", { "aria-live": "polite" });
+  let facts = pushFacts(push);
+  const rotate = h("button", { type: "button", class: "primary" }, push.enabled ? "Rotate hook and key" : "Turn on push");
+  const show = h("button", { type: "button", hidden: !push.enabled }, "Show the Business Rules");
+  const run = async (button, method, path) => {
+    button.disabled = true;
+    try {
+      const setup = await api(method, path);
+      box.replaceChildren(...pushSetup(setup));
+      const updated = pushFacts(setup.status || {});
+      facts.replaceWith(updated);
+      facts = updated;
+      show.hidden = false;
+      rotate.textContent = "Rotate hook and key";
+    } catch (error) {
+      box.replaceChildren(errorBox(error));
+    } finally {
+      button.disabled = false;
+    }
+  };
+  rotate.addEventListener("click", () => run(rotate, "POST", "provisioning/push/rotate"));
+  show.addEventListener("click", () => run(show, "GET", "provisioning/push"));
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": "push-title" },
+    h("h2", { id: "push-title", text: "Push from ServiceNow" }),
+    h("p", { class: "hint", text: "Ticket states reach the portal within seconds when ServiceNow calls the portal on each change (a Business Rule an admin installs). The regular sync still runs: a call ServiceNow loses is picked up by it. Rotating makes a new hook URL and key; the old ones stop working at once." }),
+    facts,
+    h("div", { class: "actions" }, rotate, show),
+    box,
+  );
+}
+
+function pushFacts(push) {
+  const facts = [
+    ["Push", push.enabled ? "On" : "Off"],
+    ["Last push", push.lastPushAt ? formatDate(push.lastPushAt) : push.enabled ? "None yet" : null],
+    ["Pushes in the last 24 hours", push.enabled ? String(push.pushesLast24h || 0) : null],
+  ].filter(([, value]) => value);
+  return h("dl", { class: "facts" }, facts.map(([name, value]) => [h("dt", { text: name }), h("dd", { text: value })]));
+}
+
+function pushSetup(setup) {
+  const shown = [h("p", { text: setup.instructions })];
+  if (setup.key) {
+    shown.push(h("div", { class: "message warning", role: "status" },
+      h("p", {}, h("strong", { text: `Key for the system property ${setup.keyProperty} (shown only now): ` }), h("code", { class: "push-key", text: setup.key }))));
+  }
+  shown.push(h("p", {}, "Hook URL: ", h("code", { class: "push-url", text: setup.hookUrl || "" })));
+  for (const rule of setup.businessRules || []) {
+    shown.push(h("h3", { text: `${rule.name}: table ${rule.table}, when ${rule.when}, on insert and update` }),
+      h("p", {}, "Condition: ", h("code", { text: rule.condition })),
+      h("textarea", { readonly: true, rows: 12, cols: 80, "aria-label": `Script for ${rule.table}`, class: "push-script" }, rule.script));
+  }
+  return shown;
 }
 
 function removeSection() {

@@ -1,5 +1,5 @@
-// All tickets (filters and paging), one ticket with what Secure Score says of its action and its
-// ServiceNow notes, and the empty ticket form.
+// All tickets (filters and paging), one ticket with what Secure Score says of its action, its
+// ServiceNow notes and its timeline, and the empty ticket form.
 
 import { api } from "./api.js";
 import { ticketForm } from "./ticket-form.js";
@@ -96,7 +96,44 @@ export async function renderTicket(main) {
       h("dl", { class: "facts" }, facts.map(([name, value]) => [h("dt", { text: name }), h("dd", {}, value)]))),
     remediationSection(ticket),
     notesSection(ticket),
+    timelineSection(ticket),
   );
+}
+
+const CHANGES = {
+  status_changed: "Secure Score status", flag_raised: "Flag raised", flag_cleared: "Flag cleared",
+  write_back_sent: "Written back to Secure Score", write_back_failed: "Write-back to Secure Score failed",
+  work_note_added: "Work note: action looks done",
+};
+
+// What one timeline event says, in words (state codes as ServiceNow stores them).
+function eventText(event) {
+  switch (event.type) {
+    case "created": return `Created by ${event.createdByName || event.createdBy}`;
+    case "state_changed": return `State ${event.from ?? "?"} → ${event.to} (seen by ${event.via} ${formatDate(event.seenAt)})`;
+    case "note_added": return `${NOTE_KINDS[event.kind] || event.kind} added by ${event.author}`;
+    case "deleted_in_servicenow": return "Deleted in ServiceNow";
+    case "remediation": return [CHANGES[event.change] || event.change, event.name].filter(Boolean).join(": ");
+    default: return event.type;
+  }
+}
+
+// What happened to the ticket, oldest first (the newest 500 events are kept).
+function timelineSection(ticket) {
+  const list = h("div", { class: "timeline" }, h("p", { class: "hint", text: "Loading…" }));
+  (async () => {
+    try {
+      const answer = await api("GET", `tickets/${encodeURIComponent(ticket.id)}/events`);
+      const items = answer.events.map((event) =>
+        h("li", { "data-event": event.type }, h("span", { class: "hint", text: `${formatDate(event.at)} · ` }), eventText(event)));
+      const more = answer.truncated ? h("p", { class: "hint", text: `Only the newest ${answer.limit} events are kept.` }) : null;
+      const shown = items.length ? h("ol", { class: "event-list" }, items) : h("p", { text: "Nothing recorded yet." });
+      list.replaceChildren(...[shown, more].filter(Boolean));
+    } catch (error) {
+      list.replaceChildren(errorBox(error));
+    }
+  })();
+  return h("section", { class: "card", "aria-labelledby": "timeline-title" }, h("h2", { id: "timeline-title", text: "Timeline" }), list);
 }
 
 const NOTE_KINDS = { work_note: "Work note", comment: "Additional comment" };
