@@ -14,6 +14,7 @@
     │   ├── ReauthorizationRequired   409 reauthorization_required
     │   ├── IdempotencyKeyInProgress  409 idempotency_key_in_progress (carries retry_after seconds)
     │   ├── TicketDeletedInServiceNow 409 ticket_deleted_in_servicenow (its record is gone)
+    │   ├── TicketNotCreated          409 ticket_not_created (no ServiceNow record yet, or ever)
     │   └── PreconditionFailed        409 conflict  (a conditional table write lost a race; the
     │                                               services handle it, one that escapes is a 409)
     ├── IdempotencyKeyReused          422 idempotency_key_reused
@@ -125,6 +126,14 @@ class TicketDeletedInServiceNow(Conflict):
     default_message = "The ticket's record was deleted in ServiceNow."
 
 
+class TicketNotCreated(Conflict):
+    """The ticket is `creating` (ServiceNow has not confirmed its record) or `failed` (it has none):
+    nothing can be added to a record that does not exist."""
+
+    code = "ticket_not_created"
+    default_message = "The ticket has no ServiceNow record yet."
+
+
 class PreconditionFailed(Conflict):
     """Another writer changed or removed the row first (ETag mismatch, or it already exists)."""
 
@@ -228,6 +237,7 @@ HTTP_STATUS: dict[type[AppError], int] = {
     NotFound: 404,
     Conflict: 409,
     TicketDeletedInServiceNow: 409,
+    TicketNotCreated: 409,
     IdempotencyKeyReused: 422,
     TooManyRequests: 429,
     AuthorizationNotCompleted: 400,

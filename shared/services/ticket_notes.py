@@ -41,6 +41,7 @@ from shared.errors import (
     NotFound,
     PreconditionFailed,
     TicketDeletedInServiceNow,
+    TicketNotCreated,
     UpstreamError,
     UpstreamUnavailable,
 )
@@ -125,12 +126,15 @@ class TicketNotes:
             IdempotencyKeyReused: the key came with another body.
             IdempotencyKeyInProgress: another request with the key is under way.
             TicketDeletedInServiceNow: the record is gone.
+            TicketNotCreated: the ticket is `creating` or `failed`: it has no record.
             UpstreamUnavailable: not sent, or (`ambiguous`) maybe: repeat the request after Retry-After.
         """
         key_hash = note_key_hash(ticket_id, key)
         ticket = await self._ticket(caller.tenant_id, ticket_id)
         if ticket.status != "created" or not ticket.sys_id:
-            raise Conflict("The ticket has no ServiceNow record yet.")
+            raise TicketNotCreated(
+                "The ticket has no ServiceNow record yet (it is being created, or its create failed)."
+            )
         connection = await self._connection(ticket)
         fingerprint = note_fingerprint(request)
         claim = await self._claims.get(caller.tenant_id, key_hash)

@@ -16,6 +16,7 @@ from shared.errors import (
     IdempotencyKeyReused,
     NotFound,
     TicketDeletedInServiceNow,
+    TicketNotCreated,
     UpstreamError,
     UpstreamUnavailable,
 )
@@ -177,9 +178,13 @@ async def test_no_notes_anywhere_is_an_empty_journal(world: World) -> None:
 
 async def test_a_ticket_without_a_record_has_no_notes(world: World) -> None:
     creating = world.ticket(status="creating", sys_id="", number="")
+    failed = world.ticket(status="failed", sys_id="", number="", failure_reason="refused")
     assert (await world.service.notes(TENANT, creating)).notes == []
-    with pytest.raises(Conflict):
-        await world.service.add(CALLER, creating, NOTE, "k1")
+    for ticket in (creating, failed):
+        with pytest.raises(TicketNotCreated) as refused:
+            await world.service.add(CALLER, ticket, NOTE, "k1")
+        assert refused.value.code == "ticket_not_created"
+    assert world.notes.attempts == 0  # nothing was sent
 
 
 async def test_unknown_and_deleted_tickets(world: World) -> None:
