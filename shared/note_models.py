@@ -20,7 +20,9 @@ NoteSource = Literal["journal", "display_values"]
 # the same as a ticket description's.
 MAX_NOTE_LENGTH = 4000
 MAX_NOTES = 100  # one Table API request reads at most this many entries
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# C0 and C1 controls but newline and tab, and the bidirectional embeddings, overrides and isolates:
+# a journal is an audit trail, and these make a note display as other than what it says.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 class Note(ApiModel):
@@ -43,7 +45,8 @@ class NoteList(ApiModel):
 
 
 class AddNote(ApiModel):
-    """POST /api/tickets/{id}/notes. Control characters other than newline and tab are refused."""
+    """POST /api/tickets/{id}/notes. Control characters other than newline and tab, and bidirectional
+    overrides, are refused."""
 
     kind: NoteKind
     text: str = Field(min_length=1, max_length=MAX_NOTE_LENGTH)
@@ -52,7 +55,9 @@ class AddNote(ApiModel):
     @classmethod
     def _printable(cls, value: str) -> str:
         if _CONTROL.search(value):
-            raise PydanticCustomError("control_characters", "must not contain control characters")
+            raise PydanticCustomError(
+                "control_characters", "must not contain control or bidirectional override characters"
+            )
         if not value.strip():
             raise PydanticCustomError("blank", "must not be blank")  # ServiceNow adds no blank note
         return value

@@ -317,14 +317,17 @@ async def test_a_failure_certainly_not_sent_frees_the_key(world: World) -> None:
     assert len(world.notes.entries) == 1
 
 
-@pytest.mark.parametrize("text", ["", " \n ", "a\x00b", "bell\x07", "x" * 4001])
+@pytest.mark.parametrize(
+    "text", ["", " \n ", "a\x00b", "bell\x07", "x" * 4001, "c1\x85", "pay \u202etxt.exe", "iso\u2066late"]
+)
 def test_bad_texts_are_refused(text: str) -> None:
     with pytest.raises(ValidationError):
         AddNote(kind="comment", text=text)
 
 
-def test_newlines_and_tabs_are_kept() -> None:
+def test_newlines_tabs_and_right_to_left_text_are_kept() -> None:
     assert AddNote(kind="comment", text="a\n\tb").text == "a\n\tb"
+    assert AddNote(kind="comment", text="שלום \u200f(RTL mark) مرحبا").text.startswith("שלום")
 
 
 def test_a_notes_key_space_is_apart_from_every_create_key() -> None:
