@@ -32,7 +32,7 @@ class RuleMatch(ApiModel):
     condition. An action with no points left to gain (done, or not scored) never matches."""
 
     categories: list[RecommendationCategory] = Field(default_factory=list, max_length=5)
-    min_points_to_gain: float = Field(default=0, ge=0, le=1000)
+    min_points_to_gain: float = Field(default=0, ge=0, le=1000, strict=True)  # a number, not true
     # Non-empty: only these actions (still under the other conditions).
     include_action_ids: list[ActionId] = Field(default_factory=list, max_length=200)
     exclude_action_ids: list[ActionId] = Field(default_factory=list, max_length=200)

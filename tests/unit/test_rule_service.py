@@ -106,6 +106,8 @@ async def test_preview_of_a_saved_rule_and_of_a_tenant_not_connected(rules: Rule
         {"match": {"categories": ["Devices2"]}},
         {"match": {"includeActionIds": ["."]}},
         {"match": {"minPointsToGain": -1}},
+        {"match": {"minPointsToGain": True}},  # JSON true is not a number
+        {"maxPerRun": True},
         {"unknown": 1},
     ],
 )
