@@ -28,6 +28,7 @@ from shared.push_models import (
     PushSetup,
     PushStatus,
     PushTable,
+    PushTenant,
     key_property,
     tenant_suffix,
 )
@@ -106,8 +107,7 @@ class PushSetupService:
         await self._require_connection(tenant_id)
         tenant = await self._hooks.tenant(tenant_id)
         hook_id = tenant.hook_id if tenant is not None else None
-        status = await self.status(tenant_id)
-        return self._answer(tenant_id, hook_id, status)
+        return self._answer(tenant_id, hook_id, self._status_of(tenant))
 
     async def rotate(self, tenant_id: str) -> PushRotated:
         """A new hook id and key; the old ones stop working. The key is in this answer only."""
@@ -120,7 +120,9 @@ class PushSetupService:
         return PushRotated(**setup.model_dump(), key=base64.b64encode(key).decode("ascii"))
 
     async def status(self, tenant_id: str) -> PushStatus:
-        tenant = await self._hooks.tenant(tenant_id)
+        return self._status_of(await self._hooks.tenant(tenant_id))
+
+    def _status_of(self, tenant: PushTenant | None) -> PushStatus:
         if tenant is None:
             return PushStatus()
         return PushStatus(
