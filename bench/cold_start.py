@@ -34,7 +34,6 @@ per process (default 20, at most 200), `--deadline` seconds for all the children
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -46,74 +45,23 @@ KINDS = ("post", "get")
 MAX_SAMPLES = 20
 MAX_WARM = 200
 COLD_TOTAL_BOUND_MS = 5000.0
-SERVICENOW_CLIENT = ("cold-start-client", "cold-start-client-secret")
 DEV_ONLY = ("rich", "click", "pygments")  # dev dependencies (schemathesis) httpx imports if present
 
 
 # --- the stand-ins once, one tenant connected, then the children one at a time ------------------------
 
 
-async def _services(stack: Any) -> dict[str, str]:
-    """Azurite and the stand-ins, the app's settings pointed at them; the wire's services by name."""
-    import tempfile
-    from pathlib import Path
-
-    from bench.local_stack import GRAPH_CLIENT
-    from localdev.azurite import Azurite
-    from localdev.entra import start_entra
-    from localdev.keyvault import start_keyvault
-    from localdev.servicenow import start_simulator
-    from localdev.tls import ensure_local_tls
-
-    azurite = Azurite()
-    endpoints = await azurite.start()
-    stack.push_async_callback(azurite.stop)
-    tls = ensure_local_tls(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "tls")
-    keyvault = await start_keyvault(tls=tls)
-    stack.push_async_callback(keyvault.aclose)
-    entra = await start_entra(tls=tls, clients={GRAPH_CLIENT[0]: GRAPH_CLIENT[1]})
-    stack.push_async_callback(entra.aclose)
-    simulator = await start_simulator(clients={SERVICENOW_CLIENT[0]: SERVICENOW_CLIENT[1]})
-    stack.push_async_callback(simulator.aclose)
-    os.environ.update(
-        {
-            "DataStorage": endpoints.connection_string, "AzureWebJobsStorage": endpoints.connection_string,
-            "KEY_VAULT_URL": keyvault.url, "LOCAL_CA_BUNDLE": str(tls.ca_path),
-            "ENTRA_AUTHORITY_HOST": entra.url, "GRAPH_BASE_URL": entra.url,
-            "GRAPH_CLIENT_ID": GRAPH_CLIENT[0], "GRAPH_CLIENT_SECRET": GRAPH_CLIENT[1],
-            "PORTAL_URL": "https://portal.example.test/", "SYNC_SCHEDULE": "0 0 0 1 1 *", "LOCAL_DEV": "true",
-        }
-    )  # fmt: skip
-    return {
-        "ServiceNow": simulator.url, "Table": f"http://127.0.0.1:{endpoints.table_port}",
-        "Queue": f"http://127.0.0.1:{endpoints.queue_port}", "Key Vault": keyvault.url, "Graph": entra.url,
-    }  # fmt: skip
-
-
 async def _connect_tenant(simulator_url: str) -> None:
     """One tenant connected through the real OAuth flow, on a local host in this process."""
     import httpx
 
-    import function_app
-    from bench.create_tickets import ADMIN, REPO_ROOT, TENANT, connect
-    from localdev.host import HostConfig, LocalHost
-    from shared.bootstrap import Container, get_container, set_container
+    from bench.create_tickets import ADMIN, TENANT, connect
+    from bench.local_stack import SERVICENOW_CLIENT, local_host
     from shared.identity import PRINCIPAL_HEADER, encode_principal
-    from shared.settings import get_settings
 
-    host = LocalHost(function_app.app, HostConfig.load(REPO_ROOT / "host.json"))
-    url = await host.start(port=0)
-    try:
-        os.environ["OAUTH_REDIRECT_URI"] = f"{url}/api/oauth/callback"
-        get_settings.cache_clear()
-        set_container(Container())
+    async with local_host() as url, httpx.AsyncClient(base_url=url, timeout=30) as api:
         admin = {PRINCIPAL_HEADER: encode_principal(TENANT, ADMIN, ["Connector.Admin"], name="Bench Admin")}
-        async with httpx.AsyncClient(base_url=url, timeout=30) as api:
-            await connect(api, admin, simulator_url, SERVICENOW_CLIENT)
-    finally:
-        await host.stop()
-        await get_container().aclose()
-        set_container(None)
+        await connect(api, admin, simulator_url, SERVICENOW_CLIENT)
 
 
 async def _spawn(
@@ -151,8 +99,10 @@ async def measure(samples: int, warm: int, deadline: float) -> tuple[list[dict[s
     """`samples` cold children per request kind, then one under `-X importtime` (its stderr)."""
     from contextlib import AsyncExitStack
 
+    from bench.local_stack import local_services
+
     async with AsyncExitStack() as stack:
-        services = await _services(stack)
+        services = (await stack.enter_async_context(local_services())).endpoints
         await _connect_tenant(services["ServiceNow"])
         stop_at = time.perf_counter() + deadline
         reports = []

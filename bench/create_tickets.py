@@ -47,6 +47,12 @@ THROUGHPUT_BOUND = 0.7
 TABLE_REQUESTS_BOUND = 3  # per warm create
 
 
+def percentile(values: list[float], p: float) -> float:
+    """The `p`th percentile of `values` (nearest rank); 0 for none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] if ordered else 0.0
+
+
 @dataclass(frozen=True)
 class Figures:
     label: str
@@ -60,8 +66,7 @@ class Figures:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] if ordered else 0.0
+        return percentile(self.latencies_ms, p)
 
     def line(self) -> str:
         return (

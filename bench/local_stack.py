@@ -1,5 +1,6 @@
 """The function app on the local host against Azurite, the Key Vault and Entra/Graph stand-ins and
-one ServiceNow simulator, in this process: the set-up of the benchmarks that go through HTTP.
+one ServiceNow simulator, in this process: the set-up of the benchmarks that go through HTTP
+(`local_stack`), or that start the services and the host apart (`local_services`, `local_host`).
 
 The app settings are put in the environment before `function_app` is imported, the redirect URI
 once the host's port is known; requests to each service are counted on the wire (`wire`).
@@ -24,16 +25,32 @@ SERVICENOW_CLIENT = ("bench-client", "bench-client-secret")
 
 
 @dataclass(frozen=True)
-class LocalStack:
-    url: str  # the local host's base URL
+class LocalServices:
     connection_string: str  # Azurite's
     simulator: Any  # localdev.servicenow.RunningSimulator, its OAuth client SERVICENOW_CLIENT
     entra: Any  # localdev.entra.EntraHandle
+    endpoints: dict[str, str]  # each service's base URL, by the name the wire counts it under
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    url: str  # the local host's base URL
+    connection_string: str
+    simulator: Any
+    entra: Any
     wire: WireCount
 
 
 @asynccontextmanager
 async def local_stack() -> AsyncIterator[LocalStack]:
+    async with local_services() as services, local_host() as url:
+        wire = WireCount(services.endpoints)
+        yield LocalStack(url, services.connection_string, services.simulator, services.entra, wire)
+
+
+@asynccontextmanager
+async def local_services() -> AsyncIterator[LocalServices]:
+    """Azurite and the stand-ins, with the app's settings in the environment pointed at them."""
     from localdev.azurite import Azurite
     from localdev.entra import start_entra
     from localdev.keyvault import start_keyvault
@@ -47,12 +64,6 @@ async def local_stack() -> AsyncIterator[LocalStack]:
     keyvault = await start_keyvault(tls=tls)
     entra = await start_entra(tls=tls, clients={GRAPH_CLIENT[0]: GRAPH_CLIENT[1]})
     simulator = await start_simulator(clients={SERVICENOW_CLIENT[0]: SERVICENOW_CLIENT[1]})
-    wire = WireCount(
-        {
-            "ServiceNow": simulator.url, "Table": f"http://127.0.0.1:{endpoints.table_port}",
-            "Queue": f"http://127.0.0.1:{endpoints.queue_port}", "Key Vault": keyvault.url, "Graph": entra.url,
-        }
-    )  # fmt: skip
     os.environ.update(
         {
             "DataStorage": endpoints.connection_string, "AzureWebJobsStorage": endpoints.connection_string,
@@ -61,9 +72,12 @@ async def local_stack() -> AsyncIterator[LocalStack]:
             "PORTAL_URL": "https://portal.example.test/", "SYNC_SCHEDULE": "0 0 0 1 1 *", "LOCAL_DEV": "true",
         }
     )  # fmt: skip
+    urls = {
+        "ServiceNow": simulator.url, "Table": f"http://127.0.0.1:{endpoints.table_port}",
+        "Queue": f"http://127.0.0.1:{endpoints.queue_port}", "Key Vault": keyvault.url, "Graph": entra.url,
+    }  # fmt: skip
     try:
-        async with _host() as url:
-            yield LocalStack(url, endpoints.connection_string, simulator, entra, wire)
+        yield LocalServices(endpoints.connection_string, simulator, entra, urls)
     finally:
         await simulator.aclose()
         await entra.aclose()
@@ -73,7 +87,9 @@ async def local_stack() -> AsyncIterator[LocalStack]:
 
 
 @asynccontextmanager
-async def _host() -> AsyncIterator[str]:
+async def local_host() -> AsyncIterator[str]:
+    """The function app on the local host (its redirect URI set once the port is known) and a
+    fresh container; its base URL."""
     import function_app
     from localdev.host import HostConfig, LocalHost
     from shared.bootstrap import Container, get_container, set_container

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.create_tickets import connect
+from bench.create_tickets import connect, percentile
 from bench.local_stack import SERVICENOW_CLIENT, local_stack
 from bench.wire import per_operation
 
@@ -124,11 +124,6 @@ async def _create(api: httpx.AsyncClient, headers: dict[str, str], index: int) -
     return dict(answer.json())
 
 
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] if ordered else 0.0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--changes", type=int, default=100, help=f"at most {MAX_CHANGES}")
@@ -147,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if seen:
         print(
             f"push_latency: {len(seen)} changes seen, median {statistics.median(seen):.2f} s, "
-            f"p95 {_percentile(seen, 95):.2f} s, worst {max(seen):.2f} s (bound {WORST_BOUND_S} s)"
+            f"p95 {percentile(seen, 95):.2f} s, worst {max(seen):.2f} s (bound {WORST_BOUND_S} s)"
         )
     print(f"push_latency: missed (not seen within {args.deadline} s): {outcome.missed}")
     print(
